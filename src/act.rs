@@ -1,0 +1,72 @@
+//! Act: apply planned pins through the [`Host`], skipping pins already in place.
+//!
+//! A failure to pin one vCPU does not stop the others: a domain that just stopped is
+//! skipped quietly, anything else is reported on one line with libvirt's message.
+
+use crate::host::{DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId};
+use crate::policy::Planned;
+use crate::sample::Unit;
+
+/// One pin decided this tick, for the report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Move {
+    pub domain: DomainKey,
+    pub vcpu: VcpuId,
+    /// `None` when the vCPU had an affinity of several pCPUs (taken into management).
+    pub from: Option<PcpuId>,
+    pub to: PcpuId,
+    /// Its usage when decided, fraction of a pCPU.
+    pub usage: Option<f64>,
+    /// Actually pinned (false in dry-run mode or when the pin failed).
+    pub applied: bool,
+}
+
+/// Apply `planned` to `units` through `host`. Fills `moves`; returns pins made.
+pub fn apply<H: Host>(
+    host: &mut H,
+    units: &mut [Unit],
+    planned: &[Planned],
+    dry_run: bool,
+    tick: u64,
+    moves: &mut Vec<Move>,
+) -> u64 {
+    moves.clear();
+    let mut pinned = 0;
+    for p in planned {
+        let u = &mut units[p.item];
+        let to = PcpuId(p.to as u32);
+        if u.pinned_to == Some(to) {
+            continue; // already there: no call, no migration
+        }
+        let mut m = Move {
+            domain: u.domain,
+            vcpu: u.vcpu,
+            from: u.pinned_to,
+            to,
+            usage: u.usage,
+            applied: false,
+        };
+        if !dry_run {
+            match host.pin(u.domain, u.vcpu, to) {
+                Ok(()) => {
+                    m.applied = true;
+                    u.pinned_to = Some(to);
+                    u.moved_at = Some(tick);
+                }
+                Err(e) if e.kind() == FailureKind::DomainGone => {}
+                Err(e) => {
+                    let name = host.domain_name(u.domain).unwrap_or("?");
+                    eprintln!(
+                        "vcpu-scheduler: cannot pin vcpu {} of domain \"{name}\" to pcpu {}: {e}",
+                        u.vcpu.0, to.0
+                    );
+                }
+            }
+        }
+        if m.applied || dry_run {
+            pinned += 1;
+        }
+        moves.push(m);
+    }
+    pinned
+}

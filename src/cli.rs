@@ -1,0 +1,396 @@
+//! Command line: the getopts table, and `Matches` turned into a validated [`Command`].
+//!
+//! Everything is checked here, before a connection is opened or a pin is made: a bad
+//! value is a [`UsageError`] naming the option and the value, and the program exits 2.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use getopts::Options;
+
+use crate::policy::Policy;
+use crate::scheduler::SchedConfig;
+use crate::select::Selection;
+
+pub const DEFAULT_URI: &str = "qemu:///system";
+
+/// A usage or configuration error: one line, shown with a pointer to `--help`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (try --help)", self.0)
+    }
+}
+
+/// The daemon's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub uri: String,
+    pub interval: Duration,
+    pub once: bool,
+    pub verbose: bool,
+    pub monitor: bool,
+    pub sched: SchedConfig,
+}
+
+/// The `simulate` subcommand's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulateArgs {
+    pub file: PathBuf,
+    pub policy: Policy,
+    pub ticks: Option<u64>,
+    pub json: bool,
+    pub threshold_pct: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Run(Config),
+    Simulate(SimulateArgs),
+    Help(String),
+    Version,
+}
+
+fn daemon_options() -> Options {
+    let mut o = Options::new();
+    o.optopt(
+        "c",
+        "connect",
+        "hypervisor URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)",
+        "URI",
+    );
+    o.optopt("t", "threshold", "balanced when the std. deviation of pCPU loads is at most SIGMA percentage points (default 5)", "SIGMA");
+    o.optopt(
+        "p",
+        "policy",
+        "balance (default) or seed (the original one-move rule)",
+        "NAME",
+    );
+    o.optmulti(
+        "d",
+        "domain",
+        "manage only domains whose name matches GLOB (repeatable)",
+        "GLOB",
+    );
+    o.optmulti(
+        "x",
+        "exclude-domain",
+        "never pin domains whose name matches GLOB (repeatable)",
+        "GLOB",
+    );
+    o.optflag(
+        "",
+        "once",
+        "sample, wait INTERVAL, decide and act once, then exit",
+    );
+    o.optflag("n", "dry-run", "decide and print, never pin");
+    o.optflag("v", "verbose", "print a per-vCPU table every tick");
+    o.optflag(
+        "m",
+        "monitor",
+        "live view: one bar per pCPU with its vCPUs, redrawn in place",
+    );
+    o.optflag("h", "help", "print this help and exit");
+    o.optflag("V", "version", "print the version and exit");
+    o
+}
+
+fn simulate_options() -> Options {
+    let mut o = Options::new();
+    o.optopt("p", "policy", "balance (default) or seed", "NAME");
+    o.optopt(
+        "",
+        "ticks",
+        "run N ticks instead of the scenario's own count",
+        "N",
+    );
+    o.optopt(
+        "t",
+        "threshold",
+        "balance threshold, as for the daemon (default 5)",
+        "SIGMA",
+    );
+    o.optflag("", "json", "one JSON object per tick, then the summary");
+    o.optflag("h", "help", "print this help and exit");
+    o
+}
+
+pub fn usage() -> String {
+    let brief = "\
+Usage: vcpu-scheduler [OPTIONS] INTERVAL
+       vcpu-scheduler simulate FILE [--policy NAME] [--ticks N] [--json]
+
+Keeps the pCPUs of a KVM host evenly loaded by re-pinning the vCPUs of running
+libvirt domains. Every INTERVAL seconds (fractions allowed, e.g. 0.5) it measures
+each vCPU's usage, computes the standard deviation of pCPU loads, and when that is
+above the threshold moves vCPUs from busy to idle pCPUs.";
+    let mut text = daemon_options().usage(brief);
+    text.push_str(
+        "
+simulate FILE runs the same scheduler against a simulated host described by a
+scenario file (see scenarios/ and the README).
+
+Exit status: 0 stopped by SIGINT/SIGTERM or --once done; 1 runtime failure
+(cannot connect, connection lost); 2 usage or configuration error.
+",
+    );
+    text
+}
+
+/// Parse the arguments after the program name. `env_uri` is `$LIBVIRT_DEFAULT_URI`.
+pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageError> {
+    if args.first().map(String::as_str) == Some("simulate") {
+        return parse_simulate(&args[1..]);
+    }
+    let m = daemon_options()
+        .parse(args)
+        .map_err(|e| UsageError(e.to_string()))?;
+    if m.opt_present("help") {
+        return Ok(Command::Help(usage()));
+    }
+    if m.opt_present("version") {
+        return Ok(Command::Version);
+    }
+    let interval = match m.free.as_slice() {
+        [one] => parse_interval(one)?,
+        [] => {
+            return Err(UsageError(
+                "missing INTERVAL (seconds between ticks)".into(),
+            ));
+        }
+        [_, extra, ..] => {
+            return Err(UsageError(format!(
+                "unexpected argument {extra:?} after INTERVAL"
+            )));
+        }
+    };
+    let uri = m
+        .opt_str("connect")
+        .or_else(|| env_uri.filter(|u| !u.is_empty()).map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_URI.to_owned());
+    if uri.is_empty() || uri.contains('\0') {
+        return Err(UsageError(format!("invalid --connect URI {uri:?}")));
+    }
+    let sched = SchedConfig {
+        threshold_pct: parse_threshold(m.opt_str("threshold"))?,
+        policy: parse_policy(m.opt_str("policy"))?,
+        dry_run: m.opt_present("dry-run"),
+        select: Selection::new(
+            parse_globs(&m, "domain")?,
+            parse_globs(&m, "exclude-domain")?,
+        ),
+        ..SchedConfig::default()
+    };
+    Ok(Command::Run(Config {
+        uri,
+        interval,
+        once: m.opt_present("once"),
+        verbose: m.opt_present("verbose"),
+        monitor: m.opt_present("monitor"),
+        sched,
+    }))
+}
+
+fn parse_simulate(args: &[String]) -> Result<Command, UsageError> {
+    let m = simulate_options()
+        .parse(args)
+        .map_err(|e| UsageError(format!("simulate: {e}")))?;
+    if m.opt_present("help") {
+        return Ok(Command::Help(usage()));
+    }
+    let file = match m.free.as_slice() {
+        [one] => PathBuf::from(one),
+        [] => return Err(UsageError("simulate: missing scenario FILE".into())),
+        [_, extra, ..] => {
+            return Err(UsageError(format!(
+                "simulate: unexpected argument {extra:?}"
+            )));
+        }
+    };
+    let ticks = match m.opt_str("ticks") {
+        None => None,
+        Some(s) => match s.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(UsageError(format!(
+                    "invalid --ticks {s:?}: expected a positive whole number"
+                )));
+            }
+        },
+    };
+    Ok(Command::Simulate(SimulateArgs {
+        file,
+        policy: parse_policy(m.opt_str("policy"))?,
+        ticks,
+        json: m.opt_present("json"),
+        threshold_pct: parse_threshold(m.opt_str("threshold"))?,
+    }))
+}
+
+/// A finite number > 0, or `None`.
+fn positive(s: &str) -> Option<f64> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x > 0.0)
+}
+
+fn parse_interval(s: &str) -> Result<Duration, UsageError> {
+    positive(s)
+        .and_then(|x| Duration::try_from_secs_f64(x).ok())
+        .filter(|d| *d <= Duration::from_secs(86_400 * 365))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "invalid INTERVAL {s:?}: expected a positive number of seconds"
+            ))
+        })
+}
+
+fn parse_threshold(s: Option<String>) -> Result<f64, UsageError> {
+    match s {
+        None => Ok(SchedConfig::default().threshold_pct),
+        Some(s) => positive(&s).filter(|x| *x <= 100.0).ok_or_else(|| {
+            UsageError(format!(
+                "invalid --threshold {s:?}: expected a number above 0 and at most 100"
+            ))
+        }),
+    }
+}
+
+fn parse_policy(s: Option<String>) -> Result<Policy, UsageError> {
+    match s {
+        None => Ok(Policy::Balance),
+        Some(s) => Policy::parse(&s).ok_or_else(|| {
+            UsageError(format!(
+                "invalid --policy {s:?}: expected \"balance\" or \"seed\""
+            ))
+        }),
+    }
+}
+
+fn parse_globs(m: &getopts::Matches, name: &str) -> Result<Vec<String>, UsageError> {
+    let globs = m.opt_strs(name);
+    if let Some(bad) = globs.iter().find(|g| g.is_empty()) {
+        return Err(UsageError(format!(
+            "invalid --{name} {bad:?}: empty pattern"
+        )));
+    }
+    Ok(globs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn run(v: &[&str]) -> Config {
+        match parse(&args(v), None) {
+            Ok(Command::Run(c)) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_course_habit_works() {
+        let c = run(&["2"]);
+        assert_eq!(c.interval, Duration::from_secs(2));
+        assert_eq!(c.uri, DEFAULT_URI);
+        assert_eq!(c.sched.threshold_pct, 5.0);
+        assert_eq!(c.sched.policy, Policy::Balance);
+    }
+
+    #[test]
+    fn options_are_read() {
+        let c = run(&[
+            "-c",
+            "test:///default",
+            "-t",
+            "2.5",
+            "--once",
+            "-n",
+            "-d",
+            "aos_*",
+            "-x",
+            "aos_k",
+            "0.5",
+        ]);
+        assert_eq!(c.uri, "test:///default");
+        assert_eq!(c.interval, Duration::from_millis(500));
+        assert_eq!(c.sched.threshold_pct, 2.5);
+        assert!(c.once && c.sched.dry_run);
+        assert!(c.sched.select.manages("aos_1") && !c.sched.select.manages("aos_k"));
+    }
+
+    #[test]
+    fn env_uri_is_the_default_and_connect_overrides_it() {
+        let Ok(Command::Run(c)) = parse(&args(&["1"]), Some("test:///default")) else {
+            panic!()
+        };
+        assert_eq!(c.uri, "test:///default");
+        let Ok(Command::Run(c)) = parse(
+            &args(&["-c", "qemu:///session", "1"]),
+            Some("test:///default"),
+        ) else {
+            panic!()
+        };
+        assert_eq!(c.uri, "qemu:///session");
+    }
+
+    #[test]
+    fn bad_numbers_are_usage_errors_naming_the_value() {
+        for bad in ["abc", "0", "-1", "NaN", "inf", "", "1e300"] {
+            let e = parse(&args(&["--", bad]), None).unwrap_err();
+            assert!(e.0.contains("INTERVAL"), "{bad}: {e}");
+        }
+        for bad in ["x", "0", "-3", "nan", "inf", "101"] {
+            let e = parse(&args(&["-t", bad, "1"]), None).unwrap_err();
+            assert!(e.0.contains("--threshold"), "{bad}: {e}");
+        }
+        assert!(
+            parse(&args(&[]), None)
+                .unwrap_err()
+                .0
+                .contains("missing INTERVAL")
+        );
+        assert!(
+            parse(&args(&["1", "2"]), None)
+                .unwrap_err()
+                .0
+                .contains("unexpected")
+        );
+        assert!(
+            parse(&args(&["--bogus", "1"]), None)
+                .unwrap_err()
+                .0
+                .contains("bogus")
+        );
+        assert!(
+            parse(&args(&["-p", "fastest", "1"]), None)
+                .unwrap_err()
+                .0
+                .contains("--policy")
+        );
+    }
+
+    #[test]
+    fn simulate_subcommand() {
+        let Ok(Command::Simulate(s)) = parse(
+            &args(&[
+                "simulate", "x.scn", "--policy", "seed", "--ticks", "9", "--json",
+            ]),
+            None,
+        ) else {
+            panic!()
+        };
+        assert_eq!(s.file, PathBuf::from("x.scn"));
+        assert_eq!((s.policy, s.ticks, s.json), (Policy::Seed, Some(9), true));
+        assert!(parse(&args(&["simulate"]), None).is_err());
+        assert!(parse(&args(&["simulate", "f", "--ticks", "0"]), None).is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! The seam between the scheduler and the world: the [`Host`] trait and the plain data
+//! that crosses it.
+//!
+//! [`crate::libvirt::LibvirtHost`] implements it over a live hypervisor and
+//! [`crate::sim::SimHost`] over a simulated one; the scheduler cannot tell them apart.
+//! Nothing here knows about FFI.
+//!
+//! Vocabulary, with units:
+//! - `domain`: a running virtual machine (libvirt's word).
+//! - `vcpu`: a virtual CPU, numbered from 0 within its domain.
+//! - `pcpu`: a host CPU, numbered as libvirt numbers it.
+//! - `cpu_time_ns`: cumulative nanoseconds one vCPU has run (`virVcpuInfo.cpuTime`).
+//! - `usage`: Δcpu_time / Δwall of one vCPU, as a fraction of one pCPU (0.0–1.0).
+//! - `load`: the sum of the usage of the vCPUs on one pCPU.
+
+use std::fmt;
+
+/// A host CPU index. A newtype so a vCPU number cannot be passed where a pCPU is meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PcpuId(pub u32);
+
+/// A vCPU index within its domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VcpuId(pub u32);
+
+impl PcpuId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl VcpuId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Identity of one *run* of a domain: its UUID plus the id the hypervisor gave this run.
+///
+/// The UUID alone is not enough: a domain that is restarted keeps its UUID but its
+/// cpu time starts again from zero, and libvirt gives it a new id. The id alone is not
+/// enough either: ids can be reused by another domain. Together they never confuse an
+/// old sample with a new domain. `Copy`, so hot data carries it without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomainKey {
+    pub uuid: [u8; 16],
+    pub id: u32,
+}
+
+/// One vCPU as read at one instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VcpuSample {
+    pub domain: DomainKey,
+    pub vcpu: VcpuId,
+    /// Cumulative run time of this vCPU, nanoseconds.
+    pub cpu_time_ns: u64,
+    /// When it was read, on the host's monotonic clock, nanoseconds.
+    pub at_ns: u64,
+    /// `Some(p)` when the vCPU's affinity is exactly one pCPU of this host: what the
+    /// scheduler set (or someone else did). `None` when it may run on several.
+    pub pinned_to: Option<PcpuId>,
+    /// Where the vCPU last ran (`virVcpuInfo.cpu`). Not its pinning: a vCPU allowed on
+    /// all pCPUs still last ran on one of them.
+    pub last_ran_on: Option<PcpuId>,
+}
+
+/// What the host knows of one running domain.
+#[derive(Debug, Clone, Copy)]
+pub struct DomainInfo<'a> {
+    pub key: DomainKey,
+    pub name: &'a str,
+}
+
+/// How a failed host call should be treated by the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The domain stopped or vanished between listing and use: forget it quietly.
+    DomainGone,
+    /// The connection to the hypervisor is broken: the daemon reports and exits 1.
+    ConnectionLost,
+    /// Anything else: report it and go on with the other domains.
+    Other,
+}
+
+/// The errors a [`Host`] returns: printable on one line, and classified.
+pub trait HostError: fmt::Display {
+    fn kind(&self) -> FailureKind;
+}
+
+/// A hypervisor as the scheduler sees it.
+///
+/// Implementations must not allocate in steady state: [`Host::refresh`] may grow its
+/// tables when domains appear, [`Host::sample`] pushes into the caller's vector (which
+/// the caller sized), and [`Host::pin`] works in place.
+pub trait Host {
+    type Error: HostError;
+
+    /// Number of pCPUs; every pin is validated against it.
+    fn pcpus(&self) -> usize;
+
+    /// The host's monotonic clock, nanoseconds since an arbitrary start.
+    fn now_ns(&self) -> u64;
+
+    /// Re-read the set of running domains. Returns `true` when it changed since the
+    /// last call (domains appeared or stopped), so callers can refresh their own tables.
+    fn refresh(&mut self) -> Result<bool, Self::Error>;
+
+    /// Number of domains known after the last [`Host::refresh`].
+    fn domain_count(&self) -> usize;
+
+    /// Domain `i`, for `i < domain_count()`. Stable between two refreshes.
+    fn domain(&self, i: usize) -> DomainInfo<'_>;
+
+    /// The name of the domain with this key, if it is still known.
+    fn domain_name(&self, key: DomainKey) -> Option<&str> {
+        (0..self.domain_count())
+            .map(|i| self.domain(i))
+            .find(|d| d.key == key)
+            .map(|d| d.name)
+    }
+
+    /// Append one [`VcpuSample`] per vCPU of domain `i` to `out`, vCPU 0 first.
+    fn sample(&mut self, i: usize, out: &mut Vec<VcpuSample>) -> Result<(), Self::Error>;
+
+    /// Pin one vCPU to exactly one pCPU (live).
+    fn pin(&mut self, domain: DomainKey, vcpu: VcpuId, pcpu: PcpuId) -> Result<(), Self::Error>;
+}

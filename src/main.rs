@@ -1,0 +1,139 @@
+//! The `vcpu-scheduler` program: parse, open the host, run, map the result to an exit
+//! code. The only place that decides how the process ends.
+
+use std::fmt;
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use vcpu_scheduler::cli::{self, Command, Config};
+use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
+use vcpu_scheduler::report;
+use vcpu_scheduler::scheduler::Scheduler;
+use vcpu_scheduler::signal;
+
+/// How the program failed, which decides the exit code.
+enum Failure {
+    /// Bad command line or configuration: exit 2, nothing was touched.
+    Usage(String),
+    /// Could not do the job (connect, list, lost connection): exit 1.
+    Runtime(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Usage(m) | Failure::Runtime(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<cli::UsageError> for Failure {
+    fn from(e: cli::UsageError) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("vcpu-scheduler: {f}");
+            ExitCode::from(match f {
+                Failure::Usage(_) => 2,
+                Failure::Runtime(_) => 1,
+            })
+        }
+    }
+}
+
+fn run() -> Result<(), Failure> {
+    let mut args = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(s) => args.push(s),
+            Err(bad) => {
+                return Err(Failure::Usage(format!(
+                    "argument {bad:?} is not valid UTF-8"
+                )));
+            }
+        }
+    }
+    let env_uri = std::env::var("LIBVIRT_DEFAULT_URI").ok();
+    match cli::parse(&args, env_uri.as_deref())? {
+        Command::Help(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Command::Version => {
+            println!("vcpu-scheduler {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Run(cfg) => daemon(cfg),
+        Command::Simulate(_) => Err(Failure::Usage("simulate is not available yet".into())),
+    }
+}
+
+fn io_failure(e: io::Error) -> Failure {
+    Failure::Runtime(format!("cannot write output: {e}"))
+}
+
+/// Connect, then tick every INTERVAL until SIGINT/SIGTERM (or once with `--once`).
+fn daemon(cfg: Config) -> Result<(), Failure> {
+    signal::install()
+        .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
+    let uri = cfg.uri.as_str();
+    let conn = Connection::open(uri)
+        .map_err(|e| Failure::Runtime(format!("cannot connect to {uri}: {e}")))?;
+    let host = LibvirtHost::new(&conn)
+        .map_err(|e| Failure::Runtime(format!("cannot read the node info of {uri}: {e}")))?;
+    let pcpus = host
+        .pcpus_checked()
+        .map_err(|m| Failure::Runtime(format!("{uri}: {m}")))?;
+    let mut sched = Scheduler::new(host, cfg.sched.clone());
+    let lost = |e| Failure::Runtime(format!("lost {uri}: {e}"));
+
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let tty = out.is_terminal();
+    sched.tick().map_err(lost)?;
+    writeln!(
+        out,
+        "vcpu-scheduler: {uri}: {pcpus} pcpus, {} vcpus seen; interval {:?}, threshold {}, policy {}{}",
+        sched.report().units.len(),
+        cfg.interval,
+        cfg.sched.threshold_pct,
+        cfg.sched.policy.name(),
+        if cfg.sched.dry_run { ", dry run" } else { "" },
+    )
+    .map_err(io_failure)?;
+    out.flush().map_err(io_failure)?;
+
+    while signal::sleep(cfg.interval) {
+        sched.tick().map_err(lost)?;
+        print_tick(&mut out, &sched, &cfg, tty).map_err(io_failure)?;
+        if cfg.once {
+            break;
+        }
+    }
+    drop(sched);
+    conn.close()
+        .map_err(|e| Failure::Runtime(format!("closing {uri}: {e}")))?;
+    Ok(())
+}
+
+fn print_tick<H: vcpu_scheduler::host::Host>(
+    out: &mut dyn Write,
+    sched: &Scheduler<H>,
+    cfg: &Config,
+    tty: bool,
+) -> io::Result<()> {
+    if cfg.monitor {
+        report::write_monitor(out, sched, tty)?;
+    } else {
+        report::write_tick_line(out, sched)?;
+    }
+    if cfg.verbose {
+        report::write_vcpu_table(out, sched)?;
+    }
+    out.flush()
+}

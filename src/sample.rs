@@ -1,0 +1,150 @@
+//! Measure: turn cumulative vCPU times into usage, one [`Unit`] per vCPU.
+//!
+//! Previous samples are matched by domain key (UUID + run id) and vCPU number, never by
+//! position, so a domain that stops or starts cannot shift anyone else's figures. Knows
+//! the [`Host`] seam, not libvirt and not the policy.
+
+use crate::host::{DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId, VcpuSample};
+use crate::select::Selection;
+
+/// One vCPU this tick: what was read, the usage derived from it, and our own history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unit {
+    pub domain: DomainKey,
+    pub vcpu: VcpuId,
+    /// Index of the domain in this tick's listing: groups the vCPUs of one domain.
+    pub group: u32,
+    /// Selected by `--domain`/`--exclude-domain`: may be pinned.
+    pub managed: bool,
+    pub cpu_time_ns: u64,
+    pub at_ns: u64,
+    /// Δcpu_time / Δwall since the previous sample, fraction of a pCPU; `None` for a
+    /// vCPU seen for the first time or whose cpu time went backwards.
+    pub usage: Option<f64>,
+    pub pinned_to: Option<PcpuId>,
+    pub last_ran_on: Option<PcpuId>,
+    /// The tick at which we last pinned it (for the cooldown).
+    pub moved_at: Option<u64>,
+}
+
+/// Usage of one vCPU between two samples, or `None` when there is no valid interval.
+///
+/// A cpu time that went backwards means the counter was reset (the vCPU was unplugged
+/// and replugged, or the domain restarted under the same id): start a new baseline.
+/// Usage is clamped to one pCPU: a vCPU cannot run on two at once, and a reading a few
+/// percent over 1.0 is sampling jitter.
+pub fn usage(prev_time_ns: u64, prev_at_ns: u64, time_ns: u64, at_ns: u64) -> Option<f64> {
+    let dt = at_ns.checked_sub(prev_at_ns).filter(|&d| d > 0)?;
+    let dcpu = time_ns.checked_sub(prev_time_ns)?;
+    Some((dcpu as f64 / dt as f64).min(1.0))
+}
+
+/// Reads the host each tick and keeps the previous tick's units to difference against.
+#[derive(Debug, Default)]
+pub struct Sampler {
+    samples: Vec<VcpuSample>,
+    /// Last tick's units, sorted by (domain, vcpu) for binary search.
+    prev: Vec<Unit>,
+    /// Domains already reported as unreadable, so a failure is one line, not one per tick.
+    warned: Vec<DomainKey>,
+}
+
+impl Sampler {
+    /// Refresh the domain list, read every vCPU, and fill `units` in host order.
+    ///
+    /// A domain that vanished mid-read is dropped quietly; any other per-domain failure
+    /// is reported once and that domain skipped. Only a failure to list domains, or a
+    /// lost connection, is returned.
+    pub fn measure<H: Host>(
+        &mut self,
+        host: &mut H,
+        select: &Selection,
+        units: &mut Vec<Unit>,
+    ) -> Result<(), H::Error> {
+        host.refresh()?;
+        self.samples.clear();
+        units.clear();
+        for d in 0..host.domain_count() {
+            let start = self.samples.len();
+            if let Err(e) = host.sample(d, &mut self.samples) {
+                self.samples.truncate(start);
+                match e.kind() {
+                    FailureKind::DomainGone => continue,
+                    FailureKind::ConnectionLost => return Err(e),
+                    FailureKind::Other => {
+                        let info = host.domain(d);
+                        if !self.warned.contains(&info.key) {
+                            self.warned.push(info.key);
+                            eprintln!(
+                                "vcpu-scheduler: cannot read vcpus of domain \"{}\": {e}",
+                                info.name
+                            );
+                        }
+                        continue;
+                    }
+                }
+            }
+            let managed = select.manages(host.domain(d).name);
+            for s in &self.samples[start..] {
+                units.push(self.unit(s, d as u32, managed));
+            }
+        }
+        Ok(())
+    }
+
+    fn unit(&self, s: &VcpuSample, group: u32, managed: bool) -> Unit {
+        let prev = self
+            .prev
+            .binary_search_by(|p| (p.domain, p.vcpu).cmp(&(s.domain, s.vcpu)))
+            .ok()
+            .map(|i| &self.prev[i]);
+        Unit {
+            domain: s.domain,
+            vcpu: s.vcpu,
+            group,
+            managed,
+            cpu_time_ns: s.cpu_time_ns,
+            at_ns: s.at_ns,
+            usage: prev.and_then(|p| usage(p.cpu_time_ns, p.at_ns, s.cpu_time_ns, s.at_ns)),
+            pinned_to: s.pinned_to,
+            last_ran_on: s.last_ran_on,
+            moved_at: prev.and_then(|p| p.moved_at),
+        }
+    }
+
+    /// Keep this tick's units as the baseline for the next one. Domains that stopped
+    /// are forgotten here: they are simply not in `units`.
+    pub fn commit(&mut self, units: &[Unit]) {
+        self.prev.clear();
+        self.prev.extend_from_slice(units);
+        self.prev
+            .sort_unstable_by(|a, b| (a.domain, a.vcpu).cmp(&(b.domain, b.vcpu)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_delta_time_over_delta_wall() {
+        assert_eq!(usage(0, 0, 500_000_000, 1_000_000_000), Some(0.5));
+        assert_eq!(usage(1_000, 10, 1_000, 20), Some(0.0));
+    }
+
+    #[test]
+    fn usage_needs_a_forward_interval_and_a_forward_counter() {
+        assert_eq!(usage(0, 5, 10, 5), None, "no time passed");
+        assert_eq!(usage(0, 6, 10, 5), None, "clock went backwards");
+        assert_eq!(
+            usage(900, 0, 100, 1_000),
+            None,
+            "cpu time went backwards: new baseline"
+        );
+    }
+
+    #[test]
+    fn usage_is_clamped_to_one_pcpu() {
+        assert_eq!(usage(0, 0, 1_030, 1_000), Some(1.0));
+    }
+}
