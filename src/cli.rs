@@ -145,9 +145,7 @@ pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageErr
     if args.first().map(String::as_str) == Some("simulate") {
         return parse_simulate(&args[1..]);
     }
-    let m = daemon_options()
-        .parse(args)
-        .map_err(|e| UsageError(e.to_string()))?;
+    let m = daemon_options().parse(args).map_err(getopts_error)?;
     if m.opt_present("help") {
         return Ok(Command::Help(usage()));
     }
@@ -197,7 +195,7 @@ pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageErr
 fn parse_simulate(args: &[String]) -> Result<Command, UsageError> {
     let m = simulate_options()
         .parse(args)
-        .map_err(|e| UsageError(format!("simulate: {e}")))?;
+        .map_err(|e| UsageError(format!("simulate: {}", getopts_error(e).0)))?;
     if m.opt_present("help") {
         return Ok(Command::Help(usage()));
     }
@@ -228,6 +226,37 @@ fn parse_simulate(args: &[String]) -> Result<Command, UsageError> {
         json: m.opt_present("json"),
         threshold_pct: parse_threshold(m.opt_str("threshold"))?,
     }))
+}
+
+/// Short and long names of the options, to name them the way users type them.
+const NAMES: &[(&str, &str)] = &[
+    ("c", "connect"),
+    ("t", "threshold"),
+    ("p", "policy"),
+    ("d", "domain"),
+    ("x", "exclude-domain"),
+    ("n", "dry-run"),
+    ("v", "verbose"),
+    ("m", "monitor"),
+    ("h", "help"),
+    ("V", "version"),
+];
+
+/// getopts names an option by whichever name was typed, without dashes ("c"); say
+/// `-c/--connect` instead, and keep the message to one line.
+fn getopts_error(e: getopts::Fail) -> UsageError {
+    let name = |n: &str| match NAMES.iter().find(|(s, l)| *s == n || *l == n) {
+        Some((s, l)) => format!("-{s}/--{l}"),
+        None if n.len() == 1 => format!("-{n}"),
+        None => format!("--{n}"),
+    };
+    UsageError(match e {
+        getopts::Fail::ArgumentMissing(n) => format!("option {} needs a value", name(&n)),
+        getopts::Fail::UnrecognizedOption(n) => format!("unknown option {}", name(&n)),
+        getopts::Fail::OptionDuplicated(n) => format!("option {} given more than once", name(&n)),
+        getopts::Fail::UnexpectedArgument(n) => format!("option {} takes no value", name(&n)),
+        other => other.to_string(),
+    })
 }
 
 /// A finite number > 0, or `None`.

@@ -180,6 +180,37 @@ fn quiet_libvirt_errors() {
     });
 }
 
+/// Run `f` with file descriptor 2 pointed at /dev/null.
+///
+/// libxml2, which libvirt uses to parse XML, prints its parse and I/O warnings straight
+/// to stderr, past `virSetErrorFunc` (a test-driver node file that cannot be read gives
+/// three such lines). Opening a connection is where that happens; the same failure
+/// reaches us through `virGetLastError`, so the copy on stderr is only noise. If the
+/// redirection cannot be set up, `f` runs with stderr as it is.
+fn with_stderr_silenced<T>(f: impl FnOnce() -> T) -> T {
+    const STDERR: c_int = 2;
+    // SAFETY: dup on a descriptor number; returns -1 on failure, which we check.
+    let saved = unsafe { libc::dup(STDERR) };
+    // SAFETY: the path is a valid NUL-terminated C string literal.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let redirected = saved >= 0 && null >= 0 && {
+        // SAFETY: both descriptors are open (checked above); dup2 only replaces fd 2.
+        unsafe { libc::dup2(null, STDERR) >= 0 }
+    };
+    let out = f();
+    if redirected {
+        // SAFETY: saved is the open duplicate of the original stderr.
+        unsafe { libc::dup2(saved, STDERR) };
+    }
+    for fd in [saved, null] {
+        if fd >= 0 {
+            // SAFETY: fd was opened above by us and is closed exactly once.
+            unsafe { libc::close(fd) };
+        }
+    }
+    out
+}
+
 /// An open connection to a hypervisor (`virConnectPtr`), closed on drop.
 ///
 /// Not `Send`/`Sync` (it holds a raw pointer): libvirt's last error is per thread and the
@@ -213,15 +244,17 @@ impl Connection {
                 "URI contains a NUL byte".into(),
             )
         })?;
-        // SAFETY: c_uri is a valid NUL-terminated string that outlives the call
-        // (kept in a local); libvirt copies what it needs.
-        let raw = unsafe {
-            if read_only {
-                ffi::virConnectOpenReadOnly(c_uri.as_ptr())
-            } else {
-                ffi::virConnectOpen(c_uri.as_ptr())
+        let raw = with_stderr_silenced(|| {
+            // SAFETY: c_uri is a valid NUL-terminated string that outlives the call
+            // (kept in a local); libvirt copies what it needs.
+            unsafe {
+                if read_only {
+                    ffi::virConnectOpenReadOnly(c_uri.as_ptr())
+                } else {
+                    ffi::virConnectOpen(c_uri.as_ptr())
+                }
             }
-        };
+        });
         let raw = check(raw, call)?;
         Ok(Connection {
             ptr: NonNull::new(raw).expect("check() rejected null"),
@@ -244,9 +277,9 @@ impl Connection {
             cores: 0,
             threads: 0,
         };
-        // SAFETY: the connection is open (owned since construction); info is a valid,
-        // writable virNodeInfo on our stack.
         check(
+            // SAFETY: the connection is open (owned since construction); info is a valid,
+            // writable virNodeInfo on our stack.
             unsafe { ffi::virNodeGetInfo(self.raw(), &mut info) },
             "virNodeGetInfo",
         )?;
@@ -255,8 +288,8 @@ impl Connection {
 
     /// The URI libvirt actually connected to (after defaults and aliases).
     pub fn uri(&self) -> Result<String, Error> {
-        // SAFETY: open connection; the returned string is ours to free.
         let p = check(
+            // SAFETY: open connection; the returned string is ours to free.
             unsafe { ffi::virConnectGetURI(self.raw()) },
             "virConnectGetURI",
         )?;
@@ -275,8 +308,8 @@ impl Connection {
     /// a steady host costs no allocation (unlike `virConnectListAllDomains`). A domain
     /// that stops in between only shows up later as `VIR_ERR_NO_DOMAIN`, handled anyway.
     pub fn running_domain_ids(&self, ids: &mut Vec<c_int>) -> Result<(), Error> {
-        // SAFETY: open connection.
         let n = check(
+            // SAFETY: open connection.
             unsafe { ffi::virConnectNumOfDomains(self.raw()) },
             "virConnectNumOfDomains",
         )?;
@@ -287,8 +320,8 @@ impl Connection {
             return Ok(());
         }
         let max = to_c_int(n, "virConnectListDomains")?;
-        // SAFETY: ids holds n writable c_ints and we pass n as the maximum.
         let got = check(
+            // SAFETY: ids holds n writable c_ints and we pass n as the maximum.
             unsafe { ffi::virConnectListDomains(self.raw(), ids.as_mut_ptr(), max) },
             "virConnectListDomains",
         )?;
@@ -298,8 +331,8 @@ impl Connection {
 
     /// Look up a running domain by its id.
     pub fn domain_by_id(&self, id: c_int) -> Result<Domain<'_>, Error> {
-        // SAFETY: open connection; any id is acceptable input.
         let raw = check(
+            // SAFETY: open connection; any id is acceptable input.
             unsafe { ffi::virDomainLookupByID(self.raw(), id) },
             "virDomainLookupByID",
         )?;
@@ -351,8 +384,8 @@ impl<'c> Domain<'c> {
     }
 
     pub fn name(&self) -> Result<String, Error> {
-        // SAFETY: valid domain reference; the string belongs to the domain object.
         let p = check(
+            // SAFETY: valid domain reference; the string belongs to the domain object.
             unsafe { ffi::virDomainGetName(self.raw()) },
             "virDomainGetName",
         )?;
@@ -362,8 +395,8 @@ impl<'c> Domain<'c> {
 
     pub fn uuid(&self) -> Result<[u8; 16], Error> {
         let mut uuid = [0u8; ffi::VIR_UUID_BUFLEN as usize];
-        // SAFETY: valid domain; uuid has VIR_UUID_BUFLEN writable bytes.
         check(
+            // SAFETY: valid domain; uuid has VIR_UUID_BUFLEN writable bytes.
             unsafe { ffi::virDomainGetUUID(self.raw(), uuid.as_mut_ptr()) },
             "virDomainGetUUID",
         )?;
@@ -385,8 +418,8 @@ impl<'c> Domain<'c> {
             nrVirtCpu: 0,
             cpuTime: 0,
         };
-        // SAFETY: valid domain; info is a writable virDomainInfo on our stack.
         check(
+            // SAFETY: valid domain; info is a writable virDomainInfo on our stack.
             unsafe { ffi::virDomainGetInfo(self.raw(), &mut info) },
             "virDomainGetInfo",
         )?;
@@ -416,10 +449,10 @@ impl<'c> Domain<'c> {
         }
         let maxinfo = to_c_int(info.len(), CALL)?;
         let c_maplen = to_c_int(maplen, CALL)?;
-        // SAFETY: VcpuInfo is repr(transparent) over virVcpuInfo, so info is maxinfo
-        // writable virVcpuInfo; maps holds maxinfo * maplen writable bytes (checked
-        // above); the domain reference is valid.
         let n = check(
+            // SAFETY: VcpuInfo is repr(transparent) over virVcpuInfo, so info is maxinfo
+            // writable virVcpuInfo; maps holds maxinfo * maplen writable bytes (checked
+            // above); the domain reference is valid.
             unsafe {
                 ffi::virDomainGetVcpus(
                     self.raw(),
@@ -437,10 +470,10 @@ impl<'c> Domain<'c> {
     /// Pin `vcpu` to the CPUs in `map`, live (`virDomainPinVcpu`).
     pub fn pin_vcpu(&self, vcpu: VcpuId, map: &CpuMap) -> Result<(), Error> {
         let maplen = to_c_int(map.as_bytes().len(), "virDomainPinVcpu")?;
-        // SAFETY: valid domain; the map is maplen readable bytes. libvirt declares the
-        // parameter `unsigned char *` but only reads it (IN parameter), so casting away
-        // const is sound.
         check(
+            // SAFETY: valid domain; the map is maplen readable bytes. libvirt declares the
+            // parameter `unsigned char *` but only reads it (IN parameter), so casting away
+            // const is sound.
             unsafe {
                 ffi::virDomainPinVcpu(
                     self.raw(),
@@ -458,8 +491,8 @@ impl<'c> Domain<'c> {
     /// libvirt's test driver rejects every flag with "unsupported flags".
     pub fn pin_vcpu_flags(&self, vcpu: VcpuId, map: &CpuMap, flags: c_uint) -> Result<(), Error> {
         let maplen = to_c_int(map.as_bytes().len(), "virDomainPinVcpuFlags")?;
-        // SAFETY: as in pin_vcpu: valid domain, map is maplen bytes only read by libvirt.
         check(
+            // SAFETY: as in pin_vcpu: valid domain, map is maplen bytes only read by libvirt.
             unsafe {
                 ffi::virDomainPinVcpuFlags(
                     self.raw(),
@@ -484,8 +517,8 @@ impl<'c> Domain<'c> {
         let c_n = to_c_int(nvcpus, CALL)?;
         let c_maplen = to_c_int(maplen, CALL)?;
         let flags = ffi::virDomainModificationImpact::VIR_DOMAIN_AFFECT_LIVE;
-        // SAFETY: valid domain; maps holds nvcpus * maplen writable bytes.
         let n = check(
+            // SAFETY: valid domain; maps holds nvcpus * maplen writable bytes.
             unsafe {
                 ffi::virDomainGetVcpuPinInfo(self.raw(), c_n, maps.as_mut_ptr(), c_maplen, flags)
             },

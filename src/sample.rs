@@ -117,8 +117,7 @@ impl Sampler {
     pub fn commit(&mut self, units: &[Unit]) {
         self.prev.clear();
         self.prev.extend_from_slice(units);
-        self.prev
-            .sort_unstable_by(|a, b| (a.domain, a.vcpu).cmp(&(b.domain, b.vcpu)));
+        self.prev.sort_unstable_by_key(|u| (u.domain, u.vcpu));
     }
 }
 

@@ -1,0 +1,84 @@
+//! Zero heap allocation per tick in steady state, proven with a counting allocator.
+//!
+//! The scheduler runs against libvirt's test driver (real bindings, real buffers).
+//! Between ticks the test undoes one pin by giving a vCPU all pCPUs again, so every
+//! tick measures, plans and really pins something. Only what happens inside `tick()`
+//! is counted. This is the only test in the file: the harness allocates on other
+//! threads. It sees Rust's heap only; libvirt's own mallocs need valgrind.
+#![allow(unsafe_code)] // a global allocator is unsafe to implement
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use vcpu_scheduler::cpumap::CpuMap;
+use vcpu_scheduler::host::{Host, VcpuId};
+use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
+use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to System unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(p, l, n) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn steady_state_ticks_allocate_nothing() {
+    let uri = format!(
+        "test://{}/tests/fixtures/node4.xml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let conn = Connection::open(&uri).unwrap();
+    let host = LibvirtHost::new(&conn).unwrap();
+    let mut sched = Scheduler::new(host, SchedConfig::default());
+
+    // The vCPU the test keeps un-pinning, through its own handle on the same connection.
+    sched.host_mut().refresh().unwrap();
+    let four = (0..sched.host().domain_count())
+        .map(|d| sched.host().domain(d))
+        .find(|d| d.name == "four")
+        .unwrap()
+        .key;
+    let dom = conn.domain_by_id(four.id as i32).unwrap();
+    let everywhere = CpuMap::all(4);
+
+    for _ in 0..10 {
+        sched.tick().unwrap();
+    }
+
+    let (mut allocs, mut pins) = (0, 0);
+    let ticks = 1_000;
+    for _ in 0..ticks {
+        dom.pin_vcpu(VcpuId(3), &everywhere).unwrap();
+        let before = ALLOCS.load(Ordering::Relaxed);
+        let migrations = sched.migrations();
+        sched.tick().unwrap();
+        allocs += ALLOCS.load(Ordering::Relaxed) - before;
+        pins += sched.migrations() - migrations;
+    }
+    assert_eq!(pins, ticks, "every tick re-pinned the vCPU");
+    assert_eq!(allocs, 0, "heap allocations in {ticks} steady-state ticks");
+}

@@ -1,0 +1,156 @@
+//! Plumbing against libvirt's in-process test driver: enumerate, read vCPUs, pin, read
+//! back, errors. The driver's cpu time is fake (equal for every vCPU), so nothing here
+//! judges balance; `tests/real_guests.rs` does that on real QEMU guests.
+
+use vcpu_scheduler::cpumap::CpuMap;
+use vcpu_scheduler::host::{FailureKind, Host, HostError, PcpuId, VcpuId, VcpuSample};
+use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
+
+fn fixture_uri() -> String {
+    format!(
+        "test://{}/tests/fixtures/node4.xml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn open() -> Connection {
+    Connection::open(&fixture_uri()).expect("the test driver opens a file URI")
+}
+
+fn samples_by_name(host: &mut LibvirtHost<'_>) -> Vec<(String, VcpuSample)> {
+    let mut out = Vec::new();
+    for d in 0..host.domain_count() {
+        let name = host.domain(d).name.to_owned();
+        let mut v = Vec::new();
+        host.sample(d, &mut v).expect("sample");
+        out.extend(v.into_iter().map(|s| (name.clone(), s)));
+    }
+    out
+}
+
+#[test]
+fn node_info_gives_the_fixture_pcpu_count() {
+    let conn = open();
+    assert_eq!(conn.node_pcpus().unwrap(), 4);
+    assert!(conn.uri().unwrap().starts_with("test://"));
+}
+
+#[test]
+fn enumerates_domains_with_1_2_and_4_vcpus_and_their_pins() {
+    let conn = open();
+    let mut host = LibvirtHost::new(&conn).unwrap();
+    assert!(host.refresh().unwrap(), "first refresh reports a change");
+    assert!(!host.refresh().unwrap(), "nothing changed since");
+    let mut names: Vec<&str> = (0..host.domain_count())
+        .map(|d| host.domain(d).name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["four", "one", "two"]);
+
+    let s = samples_by_name(&mut host);
+    let count = |n: &str| s.iter().filter(|(name, _)| name == n).count();
+    assert_eq!((count("one"), count("two"), count("four")), (1, 2, 4));
+    let pin = |n: &str, v: u32| {
+        s.iter()
+            .find(|(name, x)| name == n && x.vcpu == VcpuId(v))
+            .unwrap()
+            .1
+            .pinned_to
+    };
+    assert_eq!(pin("one", 0), Some(PcpuId(0)));
+    assert_eq!(pin("two", 1), Some(PcpuId(0)));
+    assert_eq!(pin("four", 2), Some(PcpuId(3)));
+    assert_eq!(pin("four", 3), None, "affinity 0-3 is not a pin");
+    // UUIDs come from the fixture; keys of different domains differ.
+    let four = s.iter().find(|(n, _)| n == "four").unwrap().1.domain;
+    assert_eq!(four.uuid[0], 0x44);
+    assert!(s.iter().all(|(_, x)| x.cpu_time_ns > 0));
+}
+
+#[test]
+fn pin_then_read_back_with_get_vcpu_pin_info() {
+    let conn = open();
+    let mut host = LibvirtHost::new(&conn).unwrap();
+    host.refresh().unwrap();
+    let four = (0..host.domain_count())
+        .map(|d| host.domain(d))
+        .find(|d| d.name == "four")
+        .unwrap()
+        .key;
+    host.pin(four, VcpuId(3), PcpuId(2)).expect("pin");
+
+    let s = samples_by_name(&mut host);
+    let v3 = s
+        .iter()
+        .find(|(n, x)| n == "four" && x.vcpu == VcpuId(3))
+        .unwrap();
+    assert_eq!(v3.1.pinned_to, Some(PcpuId(2)));
+
+    let dom = conn.domain_by_id(four.id as i32).unwrap();
+    let maps = dom.vcpu_pin_info(4).unwrap();
+    assert_eq!(maps.len(), 4);
+    assert_eq!(maps[3].only(), Some(2));
+    assert_eq!(maps[0].only(), Some(1));
+}
+
+#[test]
+fn pins_to_pcpus_the_host_lacks_are_refused_before_libvirt_sees_them() {
+    let conn = open();
+    let mut host = LibvirtHost::new(&conn).unwrap();
+    host.refresh().unwrap();
+    let key = host.domain(0).key;
+    let err = host.pin(key, VcpuId(0), PcpuId(5)).unwrap_err();
+    assert!(err.to_string().contains("pcpu 5 does not exist"), "{err}");
+    // The driver itself would have accepted it: the pin stays what it was.
+    let dom = conn.domain_by_id(key.id as i32).unwrap();
+    assert!(dom.vcpu_pin_info(4).unwrap()[0].count() >= 1);
+    assert!(dom.vcpu_pin_info(4).unwrap()[0].iter().all(|c| c < 4));
+}
+
+#[test]
+fn errors_carry_libvirts_own_message_and_are_classified() {
+    let err = Connection::open("nosuchdriver:///x")
+        .err()
+        .expect("no such driver");
+    assert!(err.message().contains("nosuchdriver:///x"), "{err}");
+    assert_eq!(err.call(), "virConnectOpen");
+
+    let conn = open();
+    let err = conn.domain_by_id(4242).err().expect("no domain 4242");
+    assert!(err.message().to_lowercase().contains("domain"), "{err}");
+    assert_eq!(err.kind(), FailureKind::DomainGone);
+}
+
+#[test]
+fn read_only_connections_read_but_cannot_pin() {
+    let conn = Connection::open_read_only(&fixture_uri()).unwrap();
+    let mut host = LibvirtHost::new(&conn).unwrap();
+    host.refresh().unwrap();
+    let key = host.domain(0).key;
+    let err = host.pin(key, VcpuId(0), PcpuId(1)).unwrap_err();
+    assert!(!err.to_string().is_empty());
+}
+
+#[test]
+fn closing_after_every_domain_is_dropped_leaves_no_reference() {
+    let conn = open();
+    {
+        let mut host = LibvirtHost::new(&conn).unwrap();
+        host.refresh().unwrap();
+        let _extra = conn.domain_by_id(host.domain(0).key.id as i32).unwrap();
+        let mut v = Vec::new();
+        host.sample(0, &mut v).unwrap();
+    }
+    assert_eq!(conn.close().unwrap(), 0, "a domain handle leaked");
+}
+
+#[test]
+fn cpumap_sized_for_the_host_round_trips_through_libvirt() {
+    let conn = open();
+    let dom = conn.domain_by_id(1).unwrap();
+    let mut map = CpuMap::new(4);
+    map.set(1).unwrap();
+    map.set(3).unwrap();
+    dom.pin_vcpu(VcpuId(0), &map).unwrap();
+    assert_eq!(dom.vcpu_pin_info(4).unwrap()[0], map);
+}
