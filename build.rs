@@ -51,7 +51,11 @@ fn main() {
         Ok(lib) => lib,
         Err(e) => {
             let first = e.to_string();
-            let first = first.lines().next().unwrap_or("pkg-config failed");
+            let first = first
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("pkg-config failed");
             stop(&format!(
                 "libvirt >= {MIN_LIBVIRT} not found by pkg-config ({first}); \
                  install it with: apt-get install libvirt-dev pkg-config"

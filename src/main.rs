@@ -10,6 +10,7 @@ use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
 use vcpu_scheduler::report;
 use vcpu_scheduler::scheduler::Scheduler;
 use vcpu_scheduler::signal;
+use vcpu_scheduler::simulate::{SimError, SimOptions};
 
 /// How the program failed, which decides the exit code.
 enum Failure {
@@ -69,7 +70,23 @@ fn run() -> Result<(), Failure> {
             Ok(())
         }
         Command::Run(cfg) => daemon(cfg),
-        Command::Simulate(_) => Err(Failure::Usage("simulate is not available yet".into())),
+        Command::Simulate(a) => simulate(a),
+    }
+}
+
+/// Run a scenario file against the simulated host; a malformed file is a usage error.
+fn simulate(a: cli::SimulateArgs) -> Result<(), Failure> {
+    let opts = SimOptions {
+        policy: a.policy,
+        ticks: a.ticks,
+        json: a.json,
+        threshold_pct: a.threshold_pct,
+    };
+    let stdout = io::stdout();
+    match vcpu_scheduler::simulate::run(&a.file, &opts, &mut stdout.lock()) {
+        Ok(_) => Ok(()),
+        Err(e @ SimError::Scenario(_)) => Err(Failure::Usage(e.to_string())),
+        Err(e) => Err(Failure::Runtime(e.to_string())),
     }
 }
 

@@ -94,19 +94,44 @@ impl SplitMix64 {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SimHostError {
     /// No domain with this key or name (libvirt's `VIR_ERR_NO_DOMAIN`).
-    NoSuchDomain { name: Option<String>, key: Option<DomainKey> },
+    NoSuchDomain {
+        name: Option<String>,
+        key: Option<DomainKey>,
+    },
     /// The domain was stopped (libvirt: "domain is not running").
-    NotRunning { name: String },
+    NotRunning {
+        name: String,
+    },
     /// A domain with this name is already running.
-    AlreadyRunning { name: String },
-    NoSuchVcpu { name: String, vcpu: u32, vcpus: usize },
-    PcpuOutOfRange { pcpu: u32, pcpus: usize },
+    AlreadyRunning {
+        name: String,
+    },
+    NoSuchVcpu {
+        name: String,
+        vcpu: u32,
+        vcpus: usize,
+    },
+    PcpuOutOfRange {
+        pcpu: u32,
+        pcpus: usize,
+    },
     /// Demands were given for a different number of vCPUs than the domain has.
-    VcpuCount { name: String, expected: usize, got: usize },
+    VcpuCount {
+        name: String,
+        expected: usize,
+        got: usize,
+    },
     /// A demand outside 0–1.0 (or not a number).
-    BadDemand { name: String, vcpu: usize, demand: f64 },
+    BadDemand {
+        name: String,
+        vcpu: usize,
+        demand: f64,
+    },
     /// An affinity mask sized for another host, or with no pCPU set.
-    BadAffinity { name: String, affinity: String },
+    BadAffinity {
+        name: String,
+        affinity: String,
+    },
 }
 
 impl fmt::Display for SimHostError {
@@ -127,14 +152,27 @@ impl fmt::Display for SimHostError {
             SimHostError::PcpuOutOfRange { pcpu, pcpus } => {
                 write!(f, "pcpu {pcpu} does not exist (host has {pcpus} pcpus)")
             }
-            SimHostError::VcpuCount { name, expected, got } => {
-                write!(f, "{got} demands given but domain {name:?} has {expected} vcpus")
+            SimHostError::VcpuCount {
+                name,
+                expected,
+                got,
+            } => {
+                write!(
+                    f,
+                    "{got} demands given but domain {name:?} has {expected} vcpus"
+                )
             }
             SimHostError::BadDemand { name, vcpu, demand } => {
-                write!(f, "demand {demand} of vcpu {vcpu} of domain {name:?} is outside 0-1")
+                write!(
+                    f,
+                    "demand {demand} of vcpu {vcpu} of domain {name:?} is outside 0-1"
+                )
             }
             SimHostError::BadAffinity { name, affinity } => {
-                write!(f, "affinity {affinity} of domain {name:?} does not fit this host")
+                write!(
+                    f,
+                    "affinity {affinity} of domain {name:?} does not fit this host"
+                )
             }
         }
     }
@@ -224,7 +262,10 @@ impl SimHost {
     /// If `pcpus` is 0 or does not fit a `u32` (a host always has a CPU, and libvirt
     /// numbers them with 32 bits).
     pub fn new(pcpus: usize) -> Self {
-        assert!(pcpus > 0 && u32::try_from(pcpus).is_ok(), "a host has 1 to 2^32-1 pcpus");
+        assert!(
+            pcpus > 0 && u32::try_from(pcpus).is_ok(),
+            "a host has 1 to 2^32-1 pcpus"
+        );
         SimHost {
             pcpus,
             now_ns: 0,
@@ -244,7 +285,11 @@ impl SimHost {
     /// Measured usage of each interval is off by up to ± `noise_pct` % of itself, drawn
     /// from a generator seeded with `seed`. Negative or NaN noise means none.
     pub fn set_noise(&mut self, noise_pct: f64, seed: u64) {
-        self.noise = if noise_pct > 0.0 { noise_pct / 100.0 } else { 0.0 };
+        self.noise = if noise_pct > 0.0 {
+            noise_pct / 100.0
+        } else {
+            0.0
+        };
         self.rng = SplitMix64::new(seed);
     }
 
@@ -257,7 +302,9 @@ impl SimHost {
         affinity: &CpuMap,
     ) -> Result<DomainKey, SimHostError> {
         if self.running_index(name).is_some() {
-            return Err(SimHostError::AlreadyRunning { name: name.to_owned() });
+            return Err(SimHostError::AlreadyRunning {
+                name: name.to_owned(),
+            });
         }
         check_demands(name, demands)?;
         let first = affinity.iter().next();
@@ -270,7 +317,10 @@ impl SimHost {
                 });
             }
         };
-        let key = DomainKey { uuid: uuid_from_name(name), id: self.next_id };
+        let key = DomainKey {
+            uuid: uuid_from_name(name),
+            id: self.next_id,
+        };
         self.next_id = self.next_id.wrapping_add(1);
         let vcpus = demands
             .iter()
@@ -282,10 +332,16 @@ impl SimHost {
                 last_ran_on: pcpu_u32(first),
             })
             .collect();
-        self.domains.push(SimDomain { name: name.to_owned(), key, running: true, vcpus });
+        self.domains.push(SimDomain {
+            name: name.to_owned(),
+            key,
+            running: true,
+            vcpus,
+        });
         // Grow the per-interval buffers now, once, rather than inside `advance`.
         let total = self.running_vcpus();
-        self.placement.reserve(total.saturating_sub(self.placement.len()));
+        self.placement
+            .reserve(total.saturating_sub(self.placement.len()));
         self.slots.reserve(total.saturating_sub(self.slots.len()));
         self.changed = true;
         self.placement_stale = true;
@@ -328,7 +384,11 @@ impl SimHost {
 
     /// What the simulator knows of vCPU `vcpu` of the running domain `name`.
     pub fn vcpu(&self, name: &str, vcpu: usize) -> Option<VcpuView<'_>> {
-        let v = self.domains.get(self.running_index(name)?)?.vcpus.get(vcpu)?;
+        let v = self
+            .domains
+            .get(self.running_index(name)?)?
+            .vcpus
+            .get(vcpu)?;
         Some(VcpuView {
             demand: v.demand,
             usage: v.usage,
@@ -347,7 +407,10 @@ impl SimHost {
         self.share();
         let dt = dt_ns as f64;
         let running = self.domains.iter_mut().filter(|d| d.running);
-        for (v, &p) in running.flat_map(|d| d.vcpus.iter_mut()).zip(&self.placement) {
+        for (v, &p) in running
+            .flat_map(|d| d.vcpus.iter_mut())
+            .zip(&self.placement)
+        {
             let mut ran = v.usage * dt;
             if self.noise > 0.0 {
                 let u = 2.0 * self.rng.next_f64() - 1.0;
@@ -375,7 +438,12 @@ impl SimHost {
             self.placed_demand.iter().copied().fold(0.0, f64::max)
         };
         let (mut total, mut largest) = (0.0, 0.0_f64);
-        for v in self.domains.iter().filter(|d| d.running).flat_map(|d| &d.vcpus) {
+        for v in self
+            .domains
+            .iter()
+            .filter(|d| d.running)
+            .flat_map(|d| &d.vcpus)
+        {
             total += v.demand;
             largest = largest.max(v.demand);
         }
@@ -419,11 +487,17 @@ impl SimHost {
     }
 
     fn running_index(&self, name: &str) -> Option<usize> {
-        self.domains.iter().position(|d| d.running && d.name == name)
+        self.domains
+            .iter()
+            .position(|d| d.running && d.name == name)
     }
 
     fn running_vcpus(&self) -> usize {
-        self.domains.iter().filter(|d| d.running).map(|d| d.vcpus.len()).sum()
+        self.domains
+            .iter()
+            .filter(|d| d.running)
+            .map(|d| d.vcpus.len())
+            .sum()
     }
 }
 
@@ -486,16 +560,26 @@ impl Host for SimHost {
 
     fn domain(&self, i: usize) -> DomainInfo<'_> {
         let d = &self.domains[i];
-        DomainInfo { key: d.key, name: &d.name }
+        DomainInfo {
+            key: d.key,
+            name: &d.name,
+        }
     }
 
     fn sample(&mut self, i: usize, out: &mut Vec<VcpuSample>) -> Result<(), SimHostError> {
         let d = match self.domains.get(i) {
             Some(d) if i < self.listed => d,
-            _ => return Err(SimHostError::NoSuchDomain { name: None, key: None }),
+            _ => {
+                return Err(SimHostError::NoSuchDomain {
+                    name: None,
+                    key: None,
+                });
+            }
         };
         if !d.running {
-            return Err(SimHostError::NotRunning { name: d.name.clone() });
+            return Err(SimHostError::NotRunning {
+                name: d.name.clone(),
+            });
         }
         for (j, v) in d.vcpus.iter().enumerate() {
             out.push(VcpuSample {
@@ -512,30 +596,42 @@ impl Host for SimHost {
 
     fn pin(&mut self, domain: DomainKey, vcpu: VcpuId, pcpu: PcpuId) -> Result<(), SimHostError> {
         let pcpus = self.pcpus;
-        let d = self
-            .domains
-            .iter_mut()
-            .find(|d| d.key == domain)
-            .ok_or(SimHostError::NoSuchDomain { name: None, key: Some(domain) })?;
+        let d = self.domains.iter_mut().find(|d| d.key == domain).ok_or(
+            SimHostError::NoSuchDomain {
+                name: None,
+                key: Some(domain),
+            },
+        )?;
         if !d.running {
-            return Err(SimHostError::NotRunning { name: d.name.clone() });
+            return Err(SimHostError::NotRunning {
+                name: d.name.clone(),
+            });
         }
         let vcpus = d.vcpus.len();
-        let v = d.vcpus.get_mut(vcpu.index()).ok_or_else(|| SimHostError::NoSuchVcpu {
-            name: d.name.clone(),
-            vcpu: vcpu.0,
-            vcpus,
-        })?;
+        let v = d
+            .vcpus
+            .get_mut(vcpu.index())
+            .ok_or_else(|| SimHostError::NoSuchVcpu {
+                name: d.name.clone(),
+                vcpu: vcpu.0,
+                vcpus,
+            })?;
         v.affinity
             .set_only(pcpu.index())
-            .map_err(|_| SimHostError::PcpuOutOfRange { pcpu: pcpu.0, pcpus })?;
+            .map_err(|_| SimHostError::PcpuOutOfRange {
+                pcpu: pcpu.0,
+                pcpus,
+            })?;
         self.placement_stale = true;
         Ok(())
     }
 }
 
 fn no_domain(name: &str) -> SimHostError {
-    SimHostError::NoSuchDomain { name: Some(name.to_owned()), key: None }
+    SimHostError::NoSuchDomain {
+        name: Some(name.to_owned()),
+        key: None,
+    }
 }
 
 fn check_demands(name: &str, demands: &[f64]) -> Result<(), SimHostError> {
@@ -558,7 +654,9 @@ fn pcpu_u32(p: usize) -> u32 {
 /// to 8 ("custom", RFC 9562) and the RFC variant bits.
 fn uuid_from_name(name: &str) -> [u8; 16] {
     let fnv = |basis: u64| {
-        name.bytes().fold(basis, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+        name.bytes().fold(basis, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
     };
     let mut uuid = [0u8; 16];
     uuid[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_be_bytes());
@@ -645,7 +743,8 @@ mod tests {
     fn unpinned_vcpus_go_to_the_least_demanded_allowed_pcpu_in_start_order() {
         let mut h = SimHost::new(4);
         h.add_domain("pinned", &[0.9], &one(4, 0)).unwrap();
-        h.add_domain("free", &[0.5, 0.5, 0.5, 0.2], &all(4)).unwrap();
+        h.add_domain("free", &[0.5, 0.5, 0.5, 0.2], &all(4))
+            .unwrap();
         let mut two = CpuMap::new(4);
         two.set(0).unwrap();
         two.set(3).unwrap();
@@ -730,15 +829,24 @@ mod tests {
         let e = h.add_domain("a", &[0.5], &all(2)).unwrap_err();
         assert_eq!(e.to_string(), "domain \"a\" is already running");
         let e = h.add_domain("b", &[1.5], &all(2)).unwrap_err();
-        assert_eq!(e.to_string(), "demand 1.5 of vcpu 0 of domain \"b\" is outside 0-1");
+        assert_eq!(
+            e.to_string(),
+            "demand 1.5 of vcpu 0 of domain \"b\" is outside 0-1"
+        );
         let e = h.add_domain("b", &[f64::NAN], &all(2)).unwrap_err();
         assert!(matches!(e, SimHostError::BadDemand { .. }));
         let e = h.add_domain("b", &[0.5], &CpuMap::new(2)).unwrap_err();
-        assert_eq!(e.to_string(), "affinity none of domain \"b\" does not fit this host");
+        assert_eq!(
+            e.to_string(),
+            "affinity none of domain \"b\" does not fit this host"
+        );
         let e = h.add_domain("b", &[0.5], &all(3)).unwrap_err();
         assert!(matches!(e, SimHostError::BadAffinity { .. }));
         let e = h.set_demands("a", &[0.5]).unwrap_err();
-        assert_eq!(e.to_string(), "1 demands given but domain \"a\" has 2 vcpus");
+        assert_eq!(
+            e.to_string(),
+            "1 demands given but domain \"a\" has 2 vcpus"
+        );
         let e = h.set_demands("zz", &[0.5]).unwrap_err();
         assert_eq!(e.to_string(), "no domain \"zz\"");
         assert_eq!(e.kind(), FailureKind::DomainGone);
@@ -811,7 +919,10 @@ mod tests {
             spread = (spread.0.min(u), spread.1.max(u));
             prev = now;
         }
-        assert!(spread.1 - spread.0 > 0.03, "the noise is really there: {spread:?}");
+        assert!(
+            spread.1 - spread.0 > 0.03,
+            "the noise is really there: {spread:?}"
+        );
     }
 
     #[test]

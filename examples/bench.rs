@@ -1,0 +1,363 @@
+//! Compares the `seed` and `balance` policies on the simulator.
+//!
+//! ```text
+//! cargo run --release --example bench
+//! ```
+//!
+//! 1. Every `scenarios/*.scn`, with both policies: a markdown table of ticks to balance,
+//!    migrations, final σ and max_over_bound (busiest pCPU's demand over the best any
+//!    placement could do; 1.00 is perfect).
+//! 2. 1,000 random scenarios generated here (seeded, so every run is the same): 2–64
+//!    pCPUs, domains of 1–8 vCPUs until the host has between half and twice as many
+//!    vCPUs as pCPUs, demands uniform in 0–100 %, each domain either free (affinity to
+//!    every pCPU), pinned to one random pCPU, or pinned to a random range, 30 ticks, no
+//!    noise. Reports the fraction that ends with max_over_bound ≤ 1.10 per policy,
+//!    split by whether total demand fits the host (when it does not, every pCPU can read
+//!    100 % and usage alone cannot tell a good placement from a bad one), and the wall
+//!    time per tick. The first failing scenarios of each policy are written to
+//!    `target/bench/` to replay with `vcpu-scheduler simulate FILE`.
+//!
+//!    The bound `max(largest demand, total / pCPUs)` is not always reachable: with few
+//!    vCPUs per pCPU, two of the m + 1 largest demands must share a pCPU. So the table
+//!    also counts the scenarios where even that stronger lower bound is over 1.10 (no
+//!    placement passes), and measures each policy against the best placement known
+//!    for the scenario (greedy largest-first from scratch, or either policy's result).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use vcpu_scheduler::cpumap::CpuMap;
+use vcpu_scheduler::policy::Policy;
+use vcpu_scheduler::scenario::{DomainSpec, Scenario};
+use vcpu_scheduler::sim::SplitMix64;
+use vcpu_scheduler::simulate::{SimOptions, Summary, run_scenario};
+
+const POLICIES: [Policy; 2] = [Policy::Seed, Policy::Balance];
+const RANDOM_SCENARIOS: u64 = 1000;
+const RANDOM_SEED: u64 = 0x5eed_2026;
+const GOOD_RATIO: f64 = 1.10;
+const FAILURES_KEPT: usize = 5;
+/// Upper ends of the utilization buckets (total demand / pCPUs) in the second table.
+const UTILIZATION: [f64; 5] = [0.5, 0.8, 0.9, 1.0, f64::INFINITY];
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    scenario_table(&dir)?;
+    println!();
+    random_scenarios()
+}
+
+fn scenario_table(dir: &Path) -> Result<(), String> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "scn"))
+        .collect();
+    files.sort();
+    println!("## scenarios/*.scn");
+    println!();
+    println!(
+        "| scenario | ticks to balance (seed / balance) | migrations | final σ | max_over_bound | µs per tick |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for path in &files {
+        let sc = Scenario::load(path).map_err(|e| e.to_string())?;
+        let mut runs = Vec::with_capacity(POLICIES.len());
+        let mut micros = Vec::with_capacity(POLICIES.len());
+        for policy in POLICIES {
+            let (s, elapsed) = simulate(&sc, policy)?;
+            micros.push(elapsed.as_secs_f64() * 1e6 / (s.ticks + 1) as f64);
+            runs.push(s);
+        }
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default();
+        let [seed, balance] = [&runs[0], &runs[1]];
+        println!(
+            "| {name} | {} / {} | {} / {} | {} / {} | {:.2} / {:.2} | {:.1} / {:.1} |",
+            ttb(seed),
+            ttb(balance),
+            seed.migrations,
+            balance.migrations,
+            sigma(seed),
+            sigma(balance),
+            seed.max_over_bound,
+            balance.max_over_bound,
+            micros[0],
+            micros[1],
+        );
+    }
+    Ok(())
+}
+
+/// Per policy: how many random scenarios ended within [`GOOD_RATIO`], overall and split
+/// by whether demand fits the host; time spent; the first failures.
+#[derive(Default)]
+struct Tally {
+    good: [u64; 2],
+    total: [u64; 2],
+    /// Busiest pCPU within [`GOOD_RATIO`] of the best placement known.
+    near_best: u64,
+    /// Within [`GOOD_RATIO`] / scenarios, per bucket of [`UTILIZATION`].
+    by_utilization: [(u64, u64); UTILIZATION.len()],
+    worst: f64,
+    migrations: u64,
+    elapsed: Duration,
+    ticks: u64,
+    failures: Vec<(u64, Scenario, f64)>,
+}
+
+fn random_scenarios() -> Result<(), String> {
+    let mut rng = SplitMix64::new(RANDOM_SEED);
+    let mut tallies: Vec<Tally> = POLICIES.iter().map(|_| Tally::default()).collect();
+    let mut unreachable = 0;
+    for n in 0..RANDOM_SCENARIOS {
+        let sc = random_scenario(&mut rng, n);
+        let mut demands: Vec<f64> = sc
+            .domains
+            .iter()
+            .flat_map(|d| &d.demands_pct)
+            .map(|p| p / 100.0)
+            .collect();
+        let refs = References::of(&mut demands, sc.pcpus);
+        if refs.lower > GOOD_RATIO * refs.bound + 1e-9 {
+            unreachable += 1;
+        }
+        let utilization = demands.iter().sum::<f64>() / sc.pcpus as f64;
+        let fits = usize::from(utilization > 1.0);
+        let bucket = UTILIZATION
+            .iter()
+            .position(|&hi| utilization <= hi)
+            .unwrap_or(0);
+        let mut busiest = [0.0; POLICIES.len()];
+        for ((policy, t), b) in POLICIES.iter().zip(&mut tallies).zip(&mut busiest) {
+            let (s, elapsed) = simulate(&sc, *policy)?;
+            *b = s.max_over_bound * refs.bound;
+            t.elapsed += elapsed;
+            t.ticks += s.ticks + 1;
+            t.total[fits] += 1;
+            t.migrations += s.migrations;
+            t.worst = t.worst.max(s.max_over_bound);
+            t.by_utilization[bucket].1 += 1;
+            if s.max_over_bound <= GOOD_RATIO + 1e-9 {
+                t.good[fits] += 1;
+                t.by_utilization[bucket].0 += 1;
+            } else if t.failures.len() < FAILURES_KEPT {
+                t.failures.push((n, sc.clone(), s.max_over_bound));
+            }
+        }
+        let best = busiest.iter().copied().fold(refs.lpt, f64::min);
+        for (t, b) in tallies.iter_mut().zip(busiest) {
+            if b <= GOOD_RATIO * best + 1e-9 {
+                t.near_best += 1;
+            }
+        }
+    }
+
+    println!(
+        "## {RANDOM_SCENARIOS} random scenarios (seed {RANDOM_SEED:#x}): \
+         max_over_bound <= {GOOD_RATIO:.2}"
+    );
+    println!();
+    println!(
+        "| policy | all | demand fits the host | demand exceeds it | within {GOOD_RATIO:.2} of best known | worst | migrations | time per tick |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    for (policy, t) in POLICIES.iter().zip(&tallies) {
+        let good = t.good[0] + t.good[1];
+        let all = t.total[0] + t.total[1];
+        println!(
+            "| {} | {} | {} | {} | {} | {:.2} | {} | {:.1} µs |",
+            policy.name(),
+            fraction(good, all),
+            fraction(t.good[0], t.total[0]),
+            fraction(t.good[1], t.total[1]),
+            fraction(t.near_best, all),
+            t.worst,
+            t.migrations,
+            t.elapsed.as_secs_f64() * 1e6 / t.ticks.max(1) as f64,
+        );
+    }
+    println!();
+    println!(
+        "No placement at all reaches max_over_bound <= {GOOD_RATIO:.2} in {} of them \
+         (the m+1 largest demands force a pair).",
+        fraction(unreachable, RANDOM_SCENARIOS)
+    );
+    println!("Time per tick: host model + scheduler tick + formatting the tick line.");
+    println!();
+    print!("| max_over_bound <= {GOOD_RATIO:.2} by utilization |");
+    let mut lo = 0.0;
+    for hi in UTILIZATION {
+        if hi.is_finite() {
+            print!(" {:.0}-{:.0} % |", lo * 100.0, hi * 100.0);
+        } else {
+            print!(" over {:.0} % |", lo * 100.0);
+        }
+        lo = hi;
+    }
+    println!();
+    println!("|---{}", "|---".repeat(UTILIZATION.len()) + "|");
+    for (policy, t) in POLICIES.iter().zip(&tallies) {
+        print!("| {} |", policy.name());
+        for (good, total) in t.by_utilization {
+            print!(" {} |", fraction(good, total));
+        }
+        println!();
+    }
+    for (policy, t) in POLICIES.iter().zip(&tallies) {
+        save_failures(&out_dir, policy.name(), &t.failures)?;
+    }
+    Ok(())
+}
+
+fn save_failures(
+    dir: &Path,
+    policy: &str,
+    failures: &[(u64, Scenario, f64)],
+) -> Result<(), String> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    println!();
+    println!(
+        "First {} over {GOOD_RATIO:.2} with {policy}:",
+        failures.len()
+    );
+    for (n, sc, ratio) in failures {
+        let path = dir.join(format!("random-{n:04}-{policy}.scn"));
+        fs::write(&path, sc.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+        let vcpus: usize = sc.domains.iter().map(|d| d.demands_pct.len()).sum();
+        let demand: f64 = sc.domains.iter().flat_map(|d| &d.demands_pct).sum::<f64>() / 100.0;
+        println!(
+            "- {} ({} pcpus, {vcpus} vcpus, demand {demand:.2}): max_over_bound {ratio:.3}",
+            path.display(),
+            sc.pcpus
+        );
+    }
+    Ok(())
+}
+
+/// What a scenario's demands allow, whatever the policy.
+struct References {
+    /// `max(largest demand, total / pCPUs)`: the bound max_over_bound divides by.
+    bound: f64,
+    /// A stronger lower bound: also the sum of the m-th and (m+1)-th largest demands,
+    /// since two of the m + 1 largest must share one of m pCPUs.
+    lower: f64,
+    /// Busiest pCPU of greedy largest-first (LPT) from scratch: a placement that exists.
+    lpt: f64,
+}
+
+impl References {
+    /// Sorts `demands` (largest first).
+    fn of(demands: &mut [f64], pcpus: usize) -> References {
+        demands.sort_unstable_by(|a, b| b.total_cmp(a));
+        let largest = demands.first().copied().unwrap_or(0.0);
+        let bound = largest.max(demands.iter().sum::<f64>() / pcpus as f64);
+        let pair = match (demands.get(pcpus - 1), demands.get(pcpus)) {
+            (Some(a), Some(b)) => a + b,
+            _ => 0.0,
+        };
+        let mut load = vec![0.0_f64; pcpus];
+        for d in demands.iter() {
+            let (i, _) = load
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap_or((0, &0.0));
+            load[i] += d;
+        }
+        let lpt = load.iter().copied().fold(0.0, f64::max);
+        References {
+            bound,
+            lower: bound.max(pair),
+            lpt,
+        }
+    }
+}
+
+/// One random scenario, as described in the module docs.
+fn random_scenario(rng: &mut SplitMix64, n: u64) -> Scenario {
+    let pcpus = rng.range(2, 64) as usize;
+    let want_vcpus = rng.range(pcpus as u64 / 2, 2 * pcpus as u64).max(1) as usize;
+    let mut domains = Vec::new();
+    let mut vcpus = 0;
+    while vcpus < want_vcpus {
+        let count = (rng.range(1, 8) as usize).min(want_vcpus - vcpus);
+        let demands_pct = (0..count).map(|_| rng.range(0, 100) as f64).collect();
+        let mut affinity = CpuMap::new(pcpus);
+        let last = pcpus as u64 - 1;
+        let (lo, hi) = match rng.range(0, 2) {
+            0 => (0, last),
+            1 => {
+                let p = rng.range(0, last);
+                (p, p)
+            }
+            _ => {
+                let lo = rng.range(0, last);
+                (lo, rng.range(lo, last))
+            }
+        };
+        for p in lo..=hi {
+            // In range: lo ≤ hi ≤ pcpus - 1.
+            let _ = affinity.set(p as usize);
+        }
+        domains.push(DomainSpec {
+            name: format!("d{}", domains.len()),
+            demands_pct,
+            affinity,
+        });
+        vcpus += count;
+    }
+    Scenario {
+        pcpus,
+        ticks: 30,
+        noise_pct: 0.0,
+        seed: n,
+        domains,
+        events: Vec::new(),
+    }
+}
+
+fn simulate(sc: &Scenario, policy: Policy) -> Result<(Summary, Duration), String> {
+    let opts = SimOptions {
+        policy,
+        ..SimOptions::default()
+    };
+    let start = Instant::now();
+    let s = run_scenario(sc, &opts, &mut io::sink()).map_err(|e| e.to_string())?;
+    Ok((s, start.elapsed()))
+}
+
+fn ttb(s: &Summary) -> String {
+    s.ticks_to_balance
+        .map_or_else(|| "never".to_owned(), |k| k.to_string())
+}
+
+fn sigma(s: &Summary) -> String {
+    s.final_sigma_pct
+        .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"))
+}
+
+fn fraction(good: u64, total: u64) -> String {
+    if total == 0 {
+        return "-".to_owned();
+    }
+    format!(
+        "{:.1} % ({good}/{total})",
+        100.0 * good as f64 / total as f64
+    )
+}

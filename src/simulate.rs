@@ -1,0 +1,386 @@
+//! `vcpu-scheduler simulate`: runs the real [`Scheduler`] against a [`SimHost`] driven by
+//! a [`Scenario`], one virtual second per tick, and sums the run up.
+//!
+//! Each tick: apply the scenario's events due at it, run the host for one interval,
+//! let the scheduler measure, analyze and act, print the tick. Before the first tick the
+//! scheduler takes its baselines (tick 0). Output is one line per tick (the daemon's
+//! format, [`crate::report::write_tick_line`]) or one JSON object per tick, then a
+//! summary. Nothing here decides anything: the policy is the daemon's own.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::host::Host;
+use crate::policy::Policy;
+use crate::report::write_tick_line;
+use crate::scenario::{Action, Scenario, ScenarioError};
+use crate::scheduler::{SchedConfig, Scheduler};
+use crate::sim::{SimHost, SimHostError};
+
+/// One tick of virtual time.
+pub const INTERVAL_NS: u64 = 1_000_000_000;
+
+/// How to run a scenario.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimOptions {
+    pub policy: Policy,
+    /// Run this many ticks instead of the scenario's own `ticks`.
+    pub ticks: Option<u64>,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// σ (percentage points) at or below which the host counts as balanced.
+    pub threshold_pct: f64,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            policy: Policy::Balance,
+            ticks: None,
+            json: false,
+            threshold_pct: 5.0,
+        }
+    }
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Ticks run (not counting the baseline).
+    pub ticks: u64,
+    /// Ticks from the last event (or the start) until σ ≤ threshold held to the end:
+    /// 1 when the first measurement after it was already balanced. `None`: it never did.
+    pub ticks_to_balance: Option<u64>,
+    /// Pins of managed vCPUs over the whole run.
+    pub migrations: u64,
+    /// σ of measured pCPU loads at the last tick, percentage points.
+    pub final_sigma_pct: Option<f64>,
+    /// Busiest pCPU's demand over the best possible, for the final placement (1.0 is
+    /// perfect; see [`SimHost::demand_placement_stats`]).
+    pub max_over_bound: f64,
+    /// σ at each tick; index 0 is tick 1.
+    pub sigma_pct: Vec<Option<f64>>,
+    /// Pins made at each tick; index 0 is tick 1.
+    pub moves: Vec<u64>,
+    /// The ticks at which scenario events applied, ascending, each once.
+    pub event_ticks: Vec<u64>,
+}
+
+/// `ticks_to_balance=K migrations=M final_sigma=S max_over_bound=R`
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ticks_to_balance=")?;
+        match self.ticks_to_balance {
+            Some(k) => write!(f, "{k}")?,
+            None => f.write_str("never")?,
+        }
+        write!(f, " migrations={} final_sigma=", self.migrations)?;
+        match self.final_sigma_pct {
+            Some(s) => write!(f, "{s:.2}")?,
+            None => f.write_str("-")?,
+        }
+        write!(f, " max_over_bound={:.3}", self.max_over_bound)
+    }
+}
+
+/// Why a simulation could not run. `Display` is one line.
+#[derive(Debug)]
+pub enum SimError {
+    /// The scenario file is unreadable or malformed (`FILE:LINE: reason`).
+    Scenario(ScenarioError),
+    /// The simulated host refused a scenario step (names the tick).
+    Host { tick: u64, error: SimHostError },
+    /// Output could not be written.
+    Io(io::Error),
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::Scenario(e) => write!(f, "{e}"),
+            SimError::Host { tick, error } => write!(f, "tick {tick}: {error}"),
+            SimError::Io(e) => write!(f, "cannot write output: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+impl From<ScenarioError> for SimError {
+    fn from(e: ScenarioError) -> Self {
+        SimError::Scenario(e)
+    }
+}
+
+impl From<io::Error> for SimError {
+    fn from(e: io::Error) -> Self {
+        SimError::Io(e)
+    }
+}
+
+/// Load the scenario at `path` and run it; see [`run_scenario`].
+pub fn run(path: &Path, opts: &SimOptions, out: &mut dyn Write) -> Result<Summary, SimError> {
+    let scenario = Scenario::load(path)?;
+    run_scenario(&scenario, opts, out)
+}
+
+/// Run a parsed scenario, writing every tick and the summary to `out`.
+pub fn run_scenario(
+    sc: &Scenario,
+    opts: &SimOptions,
+    out: &mut dyn Write,
+) -> Result<Summary, SimError> {
+    let host_err = |tick| move |error| SimError::Host { tick, error };
+    let mut host = SimHost::new(sc.pcpus);
+    host.set_noise(sc.noise_pct, sc.seed);
+    // Demands as fractions, for one domain at a time; sized once for the widest.
+    let widest = sc
+        .domains
+        .iter()
+        .map(|d| d.demands_pct.len())
+        .chain(sc.events.iter().map(|e| match &e.action {
+            Action::Load { demands_pct, .. } => demands_pct.len(),
+            Action::Start(d) => d.demands_pct.len(),
+            Action::Stop { .. } => 0,
+        }))
+        .max()
+        .unwrap_or(0);
+    let mut fractions = Vec::with_capacity(widest);
+    for d in &sc.domains {
+        to_fractions(&d.demands_pct, &mut fractions);
+        host.add_domain(&d.name, &fractions, &d.affinity)
+            .map_err(host_err(0))?;
+    }
+
+    let cfg = SchedConfig {
+        threshold_pct: opts.threshold_pct,
+        policy: opts.policy,
+        ..SchedConfig::default()
+    };
+    let mut sched = Scheduler::new(host, cfg);
+    sched.tick().map_err(host_err(0))?;
+    print_tick(out, &sched, opts.json)?;
+
+    let ticks = opts.ticks.unwrap_or(sc.ticks);
+    // Histories are the run's, not the tick's: sized up front (within reason).
+    let cap = usize::try_from(ticks).unwrap_or(usize::MAX).min(1 << 20);
+    let mut sigma_pct = Vec::with_capacity(cap);
+    let mut moves = Vec::with_capacity(cap);
+    let mut event_ticks = Vec::new();
+    let mut events = sc.events.iter().peekable();
+    for tick in 1..=ticks {
+        while let Some(e) = events.next_if(|e| e.tick <= tick) {
+            let host = sched.host_mut();
+            match &e.action {
+                Action::Load { name, demands_pct } => {
+                    to_fractions(demands_pct, &mut fractions);
+                    host.set_demands(name, &fractions)
+                }
+                Action::Start(d) => {
+                    to_fractions(&d.demands_pct, &mut fractions);
+                    host.add_domain(&d.name, &fractions, &d.affinity)
+                        .map(|_| ())
+                }
+                Action::Stop { name } => host.stop_domain(name).map(|_| ()),
+            }
+            .map_err(host_err(tick))?;
+            if event_ticks.last() != Some(&tick) {
+                event_ticks.push(tick);
+            }
+        }
+        let before = sched.migrations();
+        sched.host_mut().advance(INTERVAL_NS);
+        sched.tick().map_err(host_err(tick))?;
+        sigma_pct.push(sched.report().sigma_pct);
+        moves.push(sched.migrations() - before);
+        print_tick(out, &sched, opts.json)?;
+    }
+
+    let last_event = event_ticks.last().copied();
+    let summary = Summary {
+        ticks,
+        ticks_to_balance: ticks_to_balance(&sigma_pct, last_event, opts.threshold_pct),
+        migrations: sched.migrations(),
+        final_sigma_pct: sigma_pct.last().copied().flatten(),
+        max_over_bound: sched.host().max_over_bound(),
+        sigma_pct,
+        moves,
+        event_ticks,
+    };
+    if opts.json {
+        write_json_summary(out, &summary)?;
+    } else {
+        writeln!(out, "summary {summary}")?;
+    }
+    out.flush()?;
+    Ok(summary)
+}
+
+/// Ticks from the last event (or the start) to the first tick from which σ ≤ threshold
+/// holds to the end. `sigma_pct[0]` is tick 1; an event at tick `e` is first measured
+/// at tick `e`, so balance at that very tick counts 1, as balance at tick 1 does.
+pub fn ticks_to_balance(
+    sigma_pct: &[Option<f64>],
+    last_event: Option<u64>,
+    threshold_pct: f64,
+) -> Option<u64> {
+    let balanced = |s: &Option<f64>| s.is_some_and(|s| s <= threshold_pct);
+    // Ticks at the end that are all balanced; none means it never settled.
+    let tail = sigma_pct.iter().rev().take_while(|s| balanced(s)).count();
+    if tail == 0 {
+        return None;
+    }
+    let since = sigma_pct.len() as u64 - tail as u64 + 1; // first tick of that tail
+    let start = last_event.unwrap_or(1); // the first tick that measures the change
+    Some(since.max(start) - start + 1)
+}
+
+fn to_fractions(pct: &[f64], out: &mut Vec<f64>) {
+    out.clear();
+    out.extend(pct.iter().map(|p| p / 100.0));
+}
+
+fn print_tick(out: &mut dyn Write, sched: &Scheduler<SimHost>, json: bool) -> io::Result<()> {
+    if json {
+        write_json_tick(out, sched)
+    } else {
+        write_tick_line(out, sched)
+    }
+}
+
+/// `{"tick":3,"sigma":1.25,"loads":[..],"moves":[{"domain":"web","vcpu":0,"from":0,"to":2}]}`
+/// (`sigma` null before usage is known, `from` null for a vCPU that had no single pin).
+fn write_json_tick(out: &mut dyn Write, sched: &Scheduler<SimHost>) -> io::Result<()> {
+    let r = sched.report();
+    write!(out, "{{\"tick\":{},\"sigma\":", r.tick)?;
+    write_json_num(out, r.sigma_pct)?;
+    out.write_all(b",\"loads\":[")?;
+    for (i, l) in r.loads_pct.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write_json_num(out, Some(*l))?;
+    }
+    write!(out, "],\"balanced\":{},\"moves\":[", r.balanced)?;
+    for (i, m) in r.moves.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        out.write_all(b"{\"domain\":")?;
+        write_json_str(out, sched.host().domain_name(m.domain).unwrap_or("?"))?;
+        write!(out, ",\"vcpu\":{},\"from\":", m.vcpu.0)?;
+        match m.from {
+            Some(p) => write!(out, "{}", p.0)?,
+            None => out.write_all(b"null")?,
+        }
+        write!(out, ",\"to\":{},\"applied\":{}}}", m.to.0, m.applied)?;
+    }
+    out.write_all(b"]}\n")
+}
+
+fn write_json_summary(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
+    write!(
+        out,
+        "{{\"summary\":{{\"ticks\":{},\"ticks_to_balance\":",
+        s.ticks
+    )?;
+    match s.ticks_to_balance {
+        Some(k) => write!(out, "{k}")?,
+        None => out.write_all(b"null")?,
+    }
+    write!(out, ",\"migrations\":{},\"final_sigma\":", s.migrations)?;
+    write_json_num(out, s.final_sigma_pct)?;
+    out.write_all(b",\"max_over_bound\":")?;
+    write_json_num(out, Some(s.max_over_bound))?;
+    out.write_all(b"}}\n")
+}
+
+/// A number rounded to what the output needs; `null` for none or non-finite (JSON has
+/// no NaN).
+fn write_json_num(out: &mut dyn Write, x: Option<f64>) -> io::Result<()> {
+    match x {
+        Some(x) if x.is_finite() => write!(out, "{}", (x * 1000.0).round() / 1000.0),
+        _ => out.write_all(b"null"),
+    }
+}
+
+/// A JSON string, escaping quotes, backslashes and control characters.
+fn write_json_str(out: &mut dyn Write, s: &str) -> io::Result<()> {
+    out.write_all(b"\"")?;
+    for c in s.chars() {
+        match c {
+            '"' => out.write_all(b"\\\"")?,
+            '\\' => out.write_all(b"\\\\")?,
+            c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c))?,
+            c => write!(out, "{c}")?,
+        }
+    }
+    out.write_all(b"\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_to_balance_counts_from_the_measurement_of_the_change() {
+        let s = |v: &[f64]| v.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+        // Balanced from the first measurement: 1.
+        assert_eq!(ticks_to_balance(&s(&[1.0, 1.0, 1.0]), None, 5.0), Some(1));
+        // One tick to fix: 2.
+        assert_eq!(ticks_to_balance(&s(&[40.0, 1.0, 1.0]), None, 5.0), Some(2));
+        // Balanced, then a blip, then balanced for good: from the blip's end.
+        assert_eq!(
+            ticks_to_balance(&s(&[1.0, 9.0, 1.0, 1.0]), None, 5.0),
+            Some(3)
+        );
+        // An event at tick 3, measured at 3, fixed at 4: 2.
+        assert_eq!(
+            ticks_to_balance(&s(&[1.0, 1.0, 30.0, 1.0]), Some(3), 5.0),
+            Some(2)
+        );
+        // An event that disturbed nothing: 1.
+        assert_eq!(
+            ticks_to_balance(&s(&[9.0, 1.0, 1.0, 1.0]), Some(3), 5.0),
+            Some(1)
+        );
+        // Never settled, or no measurement at all.
+        assert_eq!(ticks_to_balance(&s(&[1.0, 9.0]), None, 5.0), None);
+        assert_eq!(ticks_to_balance(&[None, None], None, 5.0), None);
+        assert_eq!(ticks_to_balance(&[], None, 5.0), None);
+        // The threshold itself counts as balanced.
+        assert_eq!(ticks_to_balance(&s(&[5.0]), None, 5.0), Some(1));
+    }
+
+    #[test]
+    fn json_strings_and_numbers() {
+        let mut out = Vec::new();
+        write_json_str(&mut out, "a\"b\\c\nd").unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\u000ad""#);
+        let mut out = Vec::new();
+        for x in [Some(1.23456), None, Some(f64::NAN), Some(100.0)] {
+            write_json_num(&mut out, x).unwrap();
+            out.push(b' ');
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), "1.235 null null 100 ");
+    }
+
+    #[test]
+    fn summary_line() {
+        let s = Summary {
+            ticks: 30,
+            ticks_to_balance: None,
+            migrations: 4,
+            final_sigma_pct: Some(7.123),
+            max_over_bound: 1.0,
+            sigma_pct: Vec::new(),
+            moves: Vec::new(),
+            event_ticks: Vec::new(),
+        };
+        assert_eq!(
+            s.to_string(),
+            "ticks_to_balance=never migrations=4 final_sigma=7.12 max_over_bound=1.000"
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! The simulator and the scenario files, through the public API: the course's seven
+//! graded cases under the default `balance` policy, the scenario format's errors, the
+//! simulated host's fairness model, determinism, and noise that must not cause moves.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use vcpu_scheduler::cpumap::CpuMap;
+use vcpu_scheduler::host::{Host, PcpuId, VcpuId, VcpuSample};
+use vcpu_scheduler::policy::Policy;
+use vcpu_scheduler::scenario::Scenario;
+use vcpu_scheduler::sim::SimHost;
+use vcpu_scheduler::simulate::{SimError, SimOptions, Summary, run, run_scenario};
+
+const SEC: u64 = 1_000_000_000;
+const THRESHOLD: f64 = 5.0;
+
+const COURSE: [&str; 8] = [
+    "course-1-all-on-one",
+    "course-2-half-half",
+    "course-3-already-balanced",
+    "course-4-all-affinity",
+    "course-5-heavy-light",
+    "course-6-no-load",
+    "course-7-light-then-heavy",
+    "course-7b-light-then-heavy-odd",
+];
+
+fn scenario_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(format!("{name}.scn"))
+}
+
+fn simulate(name: &str, policy: Policy) -> Summary {
+    let opts = SimOptions {
+        policy,
+        ..SimOptions::default()
+    };
+    run(&scenario_path(name), &opts, &mut io::sink()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// σ ≤ threshold from the `within`-th measured tick after the start and after every
+/// event, up to the next event (the first measured tick after a change counts 1).
+fn assert_settles(name: &str, s: &Summary, within: u64) {
+    let mut starts = vec![1];
+    starts.extend(&s.event_ticks);
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).map_or(s.ticks, |next| next - 1);
+        for tick in start + within - 1..=end {
+            let sigma = s.sigma_pct[(tick - 1) as usize];
+            assert!(
+                sigma.is_some_and(|x| x <= THRESHOLD),
+                "{name}: sigma {sigma:?} at tick {tick}, more than {within} ticks after \
+                 the change at tick {start}; sigmas {:?}",
+                s.sigma_pct
+            );
+        }
+    }
+}
+
+#[test]
+fn course_cases_balance_within_two_ticks_of_start_and_of_every_load_change() {
+    for name in COURSE {
+        let s = simulate(name, Policy::Balance);
+        assert_settles(name, &s, 2);
+        assert!(s.ticks_to_balance.is_some_and(|k| k <= 2), "{name}: {s}");
+    }
+}
+
+#[test]
+fn course_cases_already_balanced_or_idle_change_no_pin() {
+    for name in ["course-3-already-balanced", "course-6-no-load"] {
+        for policy in [Policy::Balance, Policy::Seed] {
+            let s = simulate(name, policy);
+            assert_eq!(s.migrations, 0, "{name} with {}: {s}", policy.name());
+        }
+    }
+}
+
+#[test]
+fn course_cases_make_no_more_moves_than_seed() {
+    let mut over = Vec::new();
+    for name in COURSE {
+        let balance = simulate(name, Policy::Balance);
+        let seed = simulate(name, Policy::Seed);
+        if balance.migrations > seed.migrations {
+            over.push(format!("{name}: balance {balance} / seed {seed}"));
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "more migrations than seed:\n{}",
+        over.join("\n")
+    );
+}
+
+#[test]
+fn steady_load_with_five_percent_noise_makes_no_move_after_convergence() {
+    // The course allows 25 ticks to balance; after that, 275 noisy ticks, not one move.
+    const CONVERGE: usize = 25;
+    let s = simulate("noise-steady-300", Policy::Balance);
+    assert_eq!(s.ticks, 300);
+    let late: u64 = s.moves[CONVERGE..].iter().sum();
+    assert_eq!(late, 0, "moves after tick {CONVERGE}: {:?}", s.moves);
+    assert_settles("noise-steady-300", &s, 2);
+    assert!(s.max_over_bound <= 1.10, "{s}");
+
+    let s = simulate("noise-all-on-one", Policy::Balance);
+    let late: u64 = s.moves[CONVERGE..].iter().sum();
+    assert_eq!(late, 0, "noise-all-on-one, moves: {:?}", s.moves);
+}
+
+#[test]
+fn every_scenario_file_parses_and_runs_with_both_policies() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "scn") {
+            continue;
+        }
+        count += 1;
+        for policy in [Policy::Seed, Policy::Balance] {
+            let opts = SimOptions {
+                policy,
+                ..SimOptions::default()
+            };
+            let s = run(&path, &opts, &mut io::sink())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(s.sigma_pct.len() as u64, s.ticks);
+            assert!(s.max_over_bound >= 1.0 - 1e-9, "{}: {s}", path.display());
+        }
+    }
+    assert!(count >= 16, "only {count} scenarios in {}", dir.display());
+}
+
+#[test]
+fn a_run_is_deterministic_for_a_seed() {
+    let path = scenario_path("noise-all-on-one");
+    let output = |sc: &Scenario| {
+        let mut out = Vec::new();
+        let s = run_scenario(sc, &SimOptions::default(), &mut out).unwrap();
+        (s, out)
+    };
+    let sc = Scenario::load(&path).unwrap();
+    let (a, out_a) = output(&sc);
+    let (b, out_b) = output(&sc);
+    assert_eq!(a, b);
+    assert_eq!(out_a, out_b);
+    let mut other = sc.clone();
+    other.seed += 1;
+    let (_, out_c) = output(&other);
+    assert_ne!(out_a, out_c, "another seed, other noise");
+}
+
+#[test]
+fn text_and_json_output() {
+    let path = scenario_path("course-7-light-then-heavy");
+    let mut out = Vec::new();
+    let s = run(&path, &SimOptions::default(), &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() as u64, s.ticks + 2, "baseline, ticks, summary");
+    assert!(lines[0].starts_with("tick 0 "), "{}", lines[0]);
+    assert!(lines[1].starts_with("tick 1 sigma="), "{}", lines[1]);
+    let last = lines[lines.len() - 1];
+    assert_eq!(last, format!("summary {s}"));
+    assert!(last.starts_with("summary ticks_to_balance="), "{last}");
+    assert_eq!(s.event_ticks, vec![15]);
+
+    // Every vCPU on pCPU 0: any policy moves something at tick 1.
+    let path = scenario_path("course-1-all-on-one");
+    let opts = SimOptions {
+        json: true,
+        ticks: Some(20),
+        ..SimOptions::default()
+    };
+    let mut out = Vec::new();
+    let s = run(&path, &opts, &mut out).unwrap();
+    assert_eq!(s.ticks, 20, "--ticks overrides the file");
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 22);
+    for l in &lines {
+        assert!(l.starts_with('{') && l.ends_with('}'), "{l}");
+    }
+    assert!(
+        lines[0].starts_with("{\"tick\":0,\"sigma\":null,\"loads\":["),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"moves\":[{\"domain\":\"vm"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[21].starts_with("{\"summary\":{\"ticks\":20,\"ticks_to_balance\":"));
+}
+
+#[test]
+fn malformed_files_are_rejected_with_file_line_reason() {
+    let dir = std::env::temp_dir().join(format!("vcpu-scheduler-scn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "keyword.scn",
+            "pcpus 4\nvm a 50\nfrobnicate 3\n",
+            ":3: unknown keyword \"frobnicate\"",
+        ),
+        ("number.scn", "pcpus x\n", ":1: bad number \"x\" for pcpus"),
+        (
+            "demand.scn",
+            "pcpus 4\nvm a 50,101\n",
+            ":2: demand 101 of vcpu 1 is outside 0-100",
+        ),
+        (
+            "pin.scn",
+            "pcpus 4\nvm a 50 pin 2-4\n",
+            ":2: bad cpulist \"2-4\" for pin",
+        ),
+        (
+            "dup.scn",
+            "pcpus 4\nvm a 50\nvm a 50\n",
+            ":3: vm \"a\" already defined on line 2",
+        ),
+        (
+            "load.scn",
+            "pcpus 4\nvm a 50\nat 2 load b 5\n",
+            ":3: load of unknown vm \"b\"",
+        ),
+        (
+            "stop.scn",
+            "pcpus 4\nat 2 stop b\n",
+            ":2: stop of unknown vm \"b\"",
+        ),
+        (
+            "count.scn",
+            "pcpus 4\nvm a 50,50\nat 2 load a 5\n",
+            ":3: load gives 1 demands",
+        ),
+        ("nopcpus.scn", "ticks 3\n", ":1: missing pcpus line"),
+        (
+            "range.scn",
+            "pcpus 4\nticks 5\nvm a 5\nat 6 stop a\n",
+            ":4: at 6 is past the last",
+        ),
+    ];
+    for (file, text, want) in cases {
+        let path = dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        let err = run(&path, &SimOptions::default(), &mut io::sink()).unwrap_err();
+        assert!(matches!(err, SimError::Scenario(_)));
+        let msg = err.to_string();
+        let want = format!("{}{want}", path.display());
+        assert!(msg.starts_with(&want), "got {msg}\nwant {want}");
+        assert!(!msg.contains('\n'));
+    }
+    let err = run(
+        &dir.join("absent.scn"),
+        &SimOptions::default(),
+        &mut io::sink(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("absent.scn: cannot read"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Usage of every listed vCPU over one interval, as the scheduler would compute it.
+fn usages(h: &mut SimHost) -> Vec<(VcpuSample, f64)> {
+    let mut before = Vec::new();
+    h.refresh().unwrap();
+    for i in 0..h.domain_count() {
+        h.sample(i, &mut before).unwrap();
+    }
+    h.advance(SEC);
+    let mut after = Vec::new();
+    for i in 0..h.domain_count() {
+        h.sample(i, &mut after).unwrap();
+    }
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            let u = (a.cpu_time_ns - b.cpu_time_ns) as f64 / (a.at_ns - b.at_ns) as f64;
+            (a, u)
+        })
+        .collect()
+}
+
+fn only(pcpus: usize, p: usize) -> CpuMap {
+    CpuMap::parse_list(&p.to_string(), pcpus).unwrap()
+}
+
+#[test]
+fn four_busy_vcpus_on_one_pcpu_measure_a_quarter_each() {
+    // The saturation trap: each reads 25 % although each would use a whole pCPU.
+    let mut h = SimHost::new(4);
+    for name in ["b1", "b2", "b3", "b4"] {
+        h.add_domain(name, &[1.0], &only(4, 0)).unwrap();
+    }
+    for (s, u) in usages(&mut h) {
+        assert!((u - 0.25).abs() < 1e-9, "{u}");
+        assert_eq!(s.pinned_to, Some(PcpuId(0)));
+    }
+    // Moved alone to pCPU 1, one of them shows its real demand next interval.
+    let key = h.key("b1").unwrap();
+    h.pin(key, VcpuId(0), PcpuId(1)).unwrap();
+    let u = usages(&mut h);
+    assert!((u[0].1 - 1.0).abs() < 1e-9);
+    assert!((u[1].1 - 1.0 / 3.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_light_and_a_busy_vcpu_share_a_pcpu_thirty_seventy() {
+    let mut h = SimHost::new(2);
+    h.add_domain("light", &[0.3], &only(2, 0)).unwrap();
+    h.add_domain("busy", &[1.0], &only(2, 0)).unwrap();
+    let u = usages(&mut h);
+    assert!((u[0].1 - 0.3).abs() < 1e-9, "{}", u[0].1);
+    assert!((u[1].1 - 0.7).abs() < 1e-9, "{}", u[1].1);
+}
+
+#[test]
+fn multi_affinity_vcpus_are_placed_on_the_least_demanded_allowed_pcpu() {
+    let mut h = SimHost::new(4);
+    h.add_domain("pinned", &[0.8, 0.6], &only(4, 1)).unwrap();
+    h.add_domain("free", &[0.5, 0.5, 0.5], &CpuMap::all(4))
+        .unwrap();
+    h.add_domain("narrow", &[0.4], &CpuMap::parse_list("1-2", 4).unwrap())
+        .unwrap();
+    let u = usages(&mut h);
+    let ran: Vec<Option<u32>> = u.iter().map(|(s, _)| s.last_ran_on.map(|p| p.0)).collect();
+    let pinned: Vec<Option<u32>> = u.iter().map(|(s, _)| s.pinned_to.map(|p| p.0)).collect();
+    // pCPU 1 holds 1.4 of pinned demand; the free vCPUs take 0, 2, 3 in order; the
+    // narrow one may use 1 or 2 and takes 2 (0.5 < 1.4).
+    assert_eq!(
+        ran,
+        vec![Some(1), Some(1), Some(0), Some(2), Some(3), Some(2)]
+    );
+    assert_eq!(pinned, vec![Some(1), Some(1), None, None, None, None]);
+    // 0.8 and 0.6 share pCPU 1 (0.5 each); 0.5 and 0.4 fit on pCPU 2.
+    let got: Vec<f64> = u.iter().map(|(_, x)| (x * 100.0).round()).collect();
+    assert_eq!(got, vec![50.0, 50.0, 50.0, 50.0, 50.0, 40.0]);
+    let (busiest, bound) = h.demand_placement_stats();
+    assert!((busiest - 1.4).abs() < 1e-9 && (bound - 0.825).abs() < 1e-9);
+}
