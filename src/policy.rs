@@ -78,6 +78,9 @@ pub struct Item {
     /// Which domain it belongs to (an index valid this tick): vCPUs of one domain are
     /// kept on different pCPUs when the choice is otherwise a tie.
     pub group: u32,
+    /// Its usage the last time it ran on a pCPU with room to spare, where usage is
+    /// demand (see [`observed_demand`]). Refines the guess when it is squeezed again.
+    pub known_demand: Option<f64>,
 }
 
 /// One planned pin: item index (into the slice given to [`plan`]) to pCPU `to`.
@@ -107,8 +110,10 @@ pub struct Scratch {
     load: Vec<f64>,
     /// Per pCPU: number of vCPUs on it (planned positions).
     count: Vec<u32>,
-    /// Per pCPU: highest usage of a vCPU pinned there (for the saturation test).
+    /// Per pCPU: highest usage of a vCPU running there, and how many run there (for
+    /// the saturation test; unpinned vCPUs count where they last ran).
     top: Vec<f64>,
+    sharing: Vec<u32>,
     /// Per item: the demand the policy plans with, and whether it is only a guess.
     demand: Vec<f64>,
     uncertain: Vec<bool>,
@@ -127,6 +132,8 @@ impl Scratch {
         }
         self.count.clear();
         self.count.resize(pcpus, 0);
+        self.sharing.clear();
+        self.sharing.resize(pcpus, 0);
         self.demand.clear();
         self.demand.resize(items, 0.0);
         self.uncertain.clear();
@@ -208,13 +215,22 @@ fn measure_loads(items: &[Item], s: &mut Scratch) {
         let Some(u) = it.usage else { continue };
         if let Some(p) = it.pinned.or(it.last_ran) {
             s.measured[p] += u;
+            s.top[p] = s.top[p].max(u);
+            s.sharing[p] += 1;
         }
         if let Some(p) = it.pinned {
-            s.top[p] = s.top[p].max(u);
             s.count[p] += 1;
             s.at[i] = Some(p);
         }
     }
+}
+
+/// Is a vCPU with usage `u` on pCPU `p` held back by sharing it, so that its usage
+/// understates its demand? Only on a saturated pCPU shared by several vCPUs, and only
+/// for those getting (nearly) the most there: under fair sharing the capped vCPUs all
+/// get the same share, and the ones that got less than that got all they wanted.
+fn capped(s: &Scratch, params: &Params, p: usize, u: f64) -> bool {
+    s.measured[p] >= params.saturated && s.sharing[p] >= 2 && u >= 0.9 * s.top[p]
 }
 
 /// Fill `demand`, `uncertain` and the starting planning `load`.
@@ -223,15 +239,18 @@ fn estimate_demand(policy: Policy, items: &[Item], params: &Params, s: &mut Scra
         let Some(u) = it.usage else { continue };
         let mut d = u;
         if policy == Policy::Balance
-            && let Some(p) = it.pinned
+            && let Some(p) = it.pinned.or(it.last_ran)
+            && capped(s, params, p, u)
         {
-            // A saturated pCPU shared by several vCPUs hides their demand. The vCPUs
-            // getting (nearly) the most there are capped by the sharing, not by what
-            // they want; the others got less than that, so they got all they wanted.
-            let saturated = s.measured[p] >= params.saturated && s.count[p] >= 2;
-            if saturated && u >= 0.8 * s.top[p] {
-                d = 1.0;
-                s.uncertain[i] = true;
+            match it.known_demand {
+                // It gets no more than it wanted when it last had room: assume it wants
+                // that still (the share holds it back, or it is simply satisfied).
+                Some(k) if u <= k * 1.05 => d = k.max(u),
+                // Nothing better known: it may want a whole pCPU, until a move shows.
+                _ => {
+                    d = 1.0;
+                    s.uncertain[i] = true;
+                }
             }
         }
         s.demand[i] = d;
@@ -242,6 +261,15 @@ fn estimate_demand(policy: Policy, items: &[Item], params: &Params, s: &mut Scra
             _ => {}
         }
     }
+}
+
+/// The demand item `i` showed this tick, if its usage *is* its demand: it was not
+/// held back by sharing its pCPU. Callers keep it as `known_demand`.
+pub fn observed_demand(items: &[Item], params: &Params, s: &Scratch, i: usize) -> Option<f64> {
+    let it = &items[i];
+    let p = it.pinned.or(it.last_ran)?;
+    let u = it.usage?;
+    (!capped(s, params, p, u)).then_some(u)
 }
 
 /// Pin every managed vCPU that is not pinned to exactly one pCPU: largest first onto
@@ -355,15 +383,17 @@ fn improves(s: &Scratch, params: &Params, src: usize, dst: usize, d: f64) -> Opt
     Some(2.0 * d * (ld - ls + d))
 }
 
-/// A vCPU whose demand is a guess moves only where it would get more than it has now:
-/// the free capacity of `dst`, or at least an equal share of it.
+/// A vCPU whose demand is a guess moves only where it would get at least what it has
+/// now without taking it from anyone (`dst`'s free capacity), or clearly more than now
+/// by an equal share. Its neighbours on the source then gain what it leaves behind.
 fn has_room(items: &[Item], s: &Scratch, i: usize, dst: usize) -> bool {
     if !s.uncertain[i] {
         return true;
     }
     let usage = items[i].usage.unwrap_or(0.0);
-    let room = (1.0 - s.load[dst]).max(1.0 / (s.count[dst] as f64 + 1.0));
-    room > usage * 1.1
+    let free = 1.0 - s.load[dst];
+    let share = 1.0 / (s.count[dst] as f64 + 1.0);
+    free >= usage * 0.9 || share > usage * 1.1
 }
 
 fn better(c: &Candidate, best: &Option<Candidate>) -> bool {
@@ -464,6 +494,7 @@ mod tests {
             managed: true,
             cooling: false,
             group,
+            known_demand: None,
         }
     }
 
@@ -582,9 +613,11 @@ mod tests {
             items.push(Item {
                 usage: Some(u),
                 pinned: None,
-                last_ran: Some(0),
+                // One heavy and one light last ran on each pCPU: 110 % of demand there.
+                last_ran: Some(i as usize / 2),
                 managed: true,
                 cooling: false,
+                known_demand: None,
                 group: i,
             });
         }
@@ -605,6 +638,7 @@ mod tests {
                 last_ran: None,
                 managed: true,
                 cooling: false,
+                known_demand: None,
                 group: 7,
             })
             .collect();
@@ -630,6 +664,7 @@ mod tests {
             last_ran: Some(0),
             managed: true,
             cooling: false,
+            known_demand: None,
             group: 0,
         }];
         let (a, moves) = run(Policy::Balance, &items, 2);

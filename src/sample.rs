@@ -25,6 +25,8 @@ pub struct Unit {
     pub last_ran_on: Option<PcpuId>,
     /// The tick at which we last pinned it (for the cooldown).
     pub moved_at: Option<u64>,
+    /// Its usage when it last had room to spare: its demand then (see `policy`).
+    pub known_demand: Option<f64>,
 }
 
 /// Usage of one vCPU between two samples, or `None` when there is no valid interval.
@@ -109,6 +111,7 @@ impl Sampler {
             pinned_to: s.pinned_to,
             last_ran_on: s.last_ran_on,
             moved_at: prev.and_then(|p| p.moved_at),
+            known_demand: prev.and_then(|p| p.known_demand),
         }
     }
 

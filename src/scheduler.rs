@@ -129,6 +129,7 @@ impl<H: Host> Scheduler<H> {
             managed: u.managed,
             cooling: u.moved_at.is_some_and(|t| tick < t + cooldown),
             group: u.group,
+            known_demand: u.known_demand,
         }));
         self.analysis = policy::plan(
             self.cfg.policy,
@@ -141,6 +142,13 @@ impl<H: Host> Scheduler<H> {
         self.loads_pct.clear();
         self.loads_pct
             .extend(self.scratch.measured.iter().map(|l| l * 100.0));
+        // Remember what each vCPU wanted when nothing held it back, for the next time
+        // it shares a saturated pCPU.
+        for (i, u) in self.units.iter_mut().enumerate() {
+            if let Some(d) = policy::observed_demand(&self.items, &self.params, &self.scratch, i) {
+                u.known_demand = Some(d);
+            }
+        }
     }
 
     /// Act: pin what the plan says, skipping pins already in place.
