@@ -95,7 +95,8 @@ pub struct Planned {
 pub struct Analysis {
     /// σ of measured pCPU loads, percentage points. `None` when nothing was measured.
     pub sigma_pct: Option<f64>,
-    /// σ of the loads the policy balanced (demand estimates for `balance`).
+    /// σ of the loads the policy balanced (demand estimates for `balance`), before its
+    /// moves.
     pub planned_sigma_pct: Option<f64>,
     /// At or below the threshold before any move.
     pub balanced: bool,
@@ -203,7 +204,7 @@ pub fn plan(
     }
     Analysis {
         sigma_pct: sigma,
-        planned_sigma_pct: any_usage.then(|| sigma_pct(&s.load)),
+        planned_sigma_pct: any_usage.then_some(planned_sigma),
         balanced,
     }
 }

@@ -6,6 +6,7 @@
 use std::io::{self, Write};
 
 use crate::host::{DomainKey, Host, PcpuId};
+use crate::policy::Policy;
 use crate::scheduler::Scheduler;
 
 fn name_of<H: Host>(s: &Scheduler<H>, key: DomainKey) -> &str {
@@ -38,11 +39,19 @@ pub fn write_tick_line<H: Host>(w: &mut dyn Write, s: &Scheduler<H>) -> io::Resu
     if r.sigma_pct.is_none() {
         write!(w, " baseline ({} vcpus)", r.units.len())?;
     } else if r.moves.is_empty() {
-        w.write_all(if r.balanced {
-            b" balanced"
+        if r.balanced {
+            w.write_all(b" balanced")?;
         } else {
-            b" unbalanced, no useful move"
-        })?;
+            // Over the threshold, yet every move would reverse the imbalance, gain only
+            // noise, or touch a vCPU that just moved. Say which σ was over.
+            w.write_all(b" no useful move")?;
+            if let Some(p) = r
+                .planned_sigma_pct
+                .filter(|_| s.config().policy == Policy::Balance)
+            {
+                write!(w, " (demand sigma={p:.1})")?;
+            }
+        }
     } else {
         w.write_all(if r.dry_run { b" would-move" } else { b" moved" })?;
         for m in r.moves {

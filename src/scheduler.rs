@@ -33,7 +33,7 @@ impl Default for SchedConfig {
             policy: Policy::Balance,
             dry_run: false,
             select: Selection::default(),
-            cooldown_ticks: 3,
+            cooldown_ticks: 2,
         }
     }
 }
@@ -50,6 +50,9 @@ pub struct Report<'a> {
     pub moves: &'a [Move],
     /// At or below the threshold, so nothing needed to change.
     pub balanced: bool,
+    /// σ of the loads the policy balanced (estimated demand for `balance`), before
+    /// this tick's moves; it can exceed `sigma_pct` when saturation hides demand.
+    pub planned_sigma_pct: Option<f64>,
     pub dry_run: bool,
     /// Every vCPU seen this tick.
     pub units: &'a [Unit],
@@ -170,6 +173,7 @@ impl<H: Host> Scheduler<H> {
             loads_pct: &self.loads_pct,
             moves: &self.moves,
             balanced: self.analysis.balanced,
+            planned_sigma_pct: self.analysis.planned_sigma_pct,
             dry_run: self.cfg.dry_run,
             units: &self.units,
         }
