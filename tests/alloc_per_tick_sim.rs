@@ -1,0 +1,85 @@
+//! Zero heap allocation per tick over the simulated host: the same loop, the other
+//! `Host`. Loads change and vCPUs move while the allocator counts; only `advance` and
+//! `tick` run inside the counted region. The only test in its file (the harness
+//! allocates on other threads).
+#![allow(unsafe_code)] // a global allocator is unsafe to implement
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use vcpu_scheduler::cpumap::CpuMap;
+use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
+use vcpu_scheduler::sim::SimHost;
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to System unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(p, l, n) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SECOND_NS: u64 = 1_000_000_000;
+
+#[test]
+fn steady_state_ticks_over_the_simulator_allocate_nothing() {
+    let mut host = SimHost::new(16);
+    host.set_noise(5.0, 3);
+    for i in 0..40 {
+        let pin = CpuMap::parse_list(if i % 2 == 0 { "0" } else { "all" }, 16).unwrap();
+        host.add_domain(&format!("d{i}"), &[0.3, 0.9, 0.1], &pin)
+            .unwrap();
+    }
+    let mut sched = Scheduler::new(host, SchedConfig::default());
+    for _ in 0..10 {
+        sched.host_mut().advance(SECOND_NS);
+        sched.tick().unwrap();
+    }
+    let heavy = [0.9, 0.9, 0.9];
+    let light = [0.1, 0.1, 0.1];
+
+    let (mut allocs, start_migrations) = (0, sched.migrations());
+    for t in 0..1_000u32 {
+        // Changing demands is the test's doing, not the loop's: outside the count.
+        if t % 50 == 0 {
+            let d = if t % 100 == 0 { &heavy } else { &light };
+            sched.host_mut().set_demands("d5", d).unwrap();
+            sched.host_mut().set_demands("d8", d).unwrap();
+        }
+        let before = ALLOCS.load(Ordering::Relaxed);
+        sched.host_mut().advance(SECOND_NS);
+        sched.tick().unwrap();
+        allocs += ALLOCS.load(Ordering::Relaxed) - before;
+    }
+    let moves = sched.migrations() - start_migrations;
+    assert!(
+        moves > 0,
+        "the load changes must make the scheduler move vCPUs"
+    );
+    assert_eq!(
+        allocs, 0,
+        "heap allocations in 1,000 ticks ({moves} migrations)"
+    );
+}
