@@ -122,36 +122,37 @@ impl HostError for Error {
     }
 }
 
-/// Return values libvirt uses to signal failure: -1 for ints, null for pointers.
+/// Return values libvirt uses to signal failure: -1 for ints, null for pointers. A
+/// pointer that passed the check comes back as `NonNull`, so no later code re-checks.
 trait Sentinel: Copy {
-    fn failed(self) -> bool;
+    type Ok;
+    fn ok(self) -> Option<Self::Ok>;
 }
 
 impl Sentinel for c_int {
-    fn failed(self) -> bool {
-        self == -1
+    type Ok = c_int;
+    fn ok(self) -> Option<c_int> {
+        (self != -1).then_some(self)
     }
 }
 
 impl<T> Sentinel for *mut T {
-    fn failed(self) -> bool {
-        self.is_null()
+    type Ok = NonNull<T>;
+    fn ok(self) -> Option<NonNull<T>> {
+        NonNull::new(self)
     }
 }
 
 impl<T> Sentinel for *const T {
-    fn failed(self) -> bool {
-        self.is_null()
+    type Ok = NonNull<T>;
+    fn ok(self) -> Option<NonNull<T>> {
+        NonNull::new(self.cast_mut())
     }
 }
 
 /// The one return-code check: failure becomes an [`Error`] read at once.
-fn check<T: Sentinel>(ret: T, call: &'static str) -> Result<T, Error> {
-    if ret.failed() {
-        Err(Error::last(call))
-    } else {
-        Ok(ret)
-    }
+fn check<T: Sentinel>(ret: T, call: &'static str) -> Result<T::Ok, Error> {
+    ret.ok().ok_or_else(|| Error::last(call))
 }
 
 /// A length or index crossing into C: never truncated with `as`.
@@ -255,9 +256,8 @@ impl Connection {
                 }
             }
         });
-        let raw = check(raw, call)?;
         Ok(Connection {
-            ptr: NonNull::new(raw).expect("check() rejected null"),
+            ptr: check(raw, call)?,
         })
     }
 
@@ -294,11 +294,13 @@ impl Connection {
             "virConnectGetURI",
         )?;
         // SAFETY: p is a non-null NUL-terminated string allocated by libvirt.
-        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        let s = unsafe { CStr::from_ptr(p.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
         // SAFETY: the caller must free this string (virConnectGetURI's contract); libvirt
         // allocates with glib, whose allocator is the C library's malloc since glib 2.46.
         // p is not used after.
-        unsafe { libc::free(p.cast()) };
+        unsafe { libc::free(p.as_ptr().cast()) };
         Ok(s)
     }
 
@@ -369,12 +371,12 @@ impl<'c> Domain<'c> {
     /// Wrap a domain pointer.
     ///
     /// # Safety
-    /// `raw` must be non-null and carry one libvirt reference that the caller owns
+    /// `raw` must carry one libvirt reference that the caller owns
     /// (as returned by the `virDomainLookup*` functions); the new `Domain` takes it over
     /// and releases it with `virDomainFree`. Do not wrap borrowed pointers.
-    unsafe fn from_raw(raw: ffi::virDomainPtr) -> Domain<'c> {
+    unsafe fn from_raw(raw: NonNull<ffi::virDomain>) -> Domain<'c> {
         Domain {
-            ptr: NonNull::new(raw).expect("from_raw needs a non-null pointer"),
+            ptr: raw,
             _conn: PhantomData,
         }
     }
@@ -390,7 +392,9 @@ impl<'c> Domain<'c> {
             "virDomainGetName",
         )?;
         // SAFETY: non-null NUL-terminated string valid while the domain lives.
-        Ok(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        Ok(unsafe { CStr::from_ptr(p.as_ptr()) }
+            .to_string_lossy()
+            .into_owned())
     }
 
     pub fn uuid(&self) -> Result<[u8; 16], Error> {
