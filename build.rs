@@ -30,6 +30,8 @@ const FUNCTIONS: &[&str] = &[
     "virDomainPinVcpuFlags",
     "virDomainGetVcpuPinInfo",
     "virNodeGetInfo",
+    "virNodeGetCPUStats",
+    "virDomainIsActive",
     "virGetLastError",
     "virResetLastError",
     "virSetErrorFunc",

@@ -64,6 +64,15 @@ pub struct VcpuSample {
     pub last_ran_on: Option<PcpuId>,
 }
 
+/// Cumulative time of one pCPU, nanoseconds: `busy_ns` (user + kernel, whoever ran)
+/// and `total_ns` (busy + idle + iowait). Differences give how busy the pCPU was,
+/// counting host work the vCPU figures cannot show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PcpuTimes {
+    pub busy_ns: u64,
+    pub total_ns: u64,
+}
+
 /// What the host knows of one running domain.
 #[derive(Debug, Clone, Copy)]
 pub struct DomainInfo<'a> {
@@ -121,6 +130,14 @@ pub trait Host {
 
     /// Append one [`VcpuSample`] per vCPU of domain `i` to `out`, vCPU 0 first.
     fn sample(&mut self, i: usize, out: &mut Vec<VcpuSample>) -> Result<(), Self::Error>;
+
+    /// Fill `out` (one entry per pCPU, `out.len() == pcpus()`) with each pCPU's
+    /// cumulative times. `Ok(false)` when the host cannot tell; the scheduler then judges
+    /// saturation from vCPU usage alone. The default cannot tell.
+    fn sample_pcpus(&mut self, out: &mut [PcpuTimes]) -> Result<bool, Self::Error> {
+        let _ = out;
+        Ok(false)
+    }
 
     /// Pin one vCPU to exactly one pCPU (live).
     fn pin(&mut self, domain: DomainKey, vcpu: VcpuId, pcpu: PcpuId) -> Result<(), Self::Error>;

@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::cpumap::{self, CpuMap};
 use crate::ffi;
 use crate::host::{
-    DomainInfo, DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId, VcpuSample,
+    DomainInfo, DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, VcpuId, VcpuSample,
 };
 
 /// A libvirt failure: the call that failed and libvirt's own code, domain and message.
@@ -286,6 +286,41 @@ impl Connection {
         Ok(info.cpus as usize)
     }
 
+    /// Cumulative times of pCPU `cpu` (`virNodeGetCPUStats`), using `buf` as the
+    /// parameter array (grown on the first call only). Busy is user + kernel; total adds
+    /// idle and iowait.
+    fn pcpu_times(&self, cpu: usize, buf: &mut Vec<NodeCpuStat>) -> Result<PcpuTimes, Error> {
+        const CALL: &str = "virNodeGetCPUStats";
+        let cpu = to_c_int(cpu, CALL)?;
+        if buf.is_empty() {
+            let mut n: c_int = 0;
+            // SAFETY: open connection; a null params array with *nparams == 0 asks
+            // libvirt how many parameters it would return, writing only n.
+            let r = unsafe { ffi::virNodeGetCPUStats(self.raw(), cpu, ptr::null_mut(), &mut n, 0) };
+            check(r, CALL)?;
+            buf.resize(usize::try_from(n).unwrap_or(0), NodeCpuStat::default());
+        }
+        let mut n = to_c_int(buf.len(), CALL)?;
+        // SAFETY: NodeCpuStat is repr(transparent) over virNodeCPUStats; buf holds n
+        // writable entries and libvirt writes at most n, updating n to how many it did.
+        let r =
+            unsafe { ffi::virNodeGetCPUStats(self.raw(), cpu, buf.as_mut_ptr().cast(), &mut n, 0) };
+        check(r, CALL)?;
+        let mut t = PcpuTimes::default();
+        for stat in &buf[..usize::try_from(n).unwrap_or(0).min(buf.len())] {
+            let v = stat.0.value;
+            match stat.name() {
+                b"user" | b"kernel" => {
+                    t.busy_ns += v;
+                    t.total_ns += v;
+                }
+                b"idle" | b"iowait" => t.total_ns += v,
+                _ => {}
+            }
+        }
+        Ok(t)
+    }
+
     /// The URI libvirt actually connected to (after defaults and aliases).
     pub fn uri(&self) -> Result<String, Error> {
         let p = check(
@@ -411,6 +446,19 @@ impl<'c> Domain<'c> {
     pub fn id(&self) -> u32 {
         // SAFETY: valid domain; returns (unsigned)-1 for inactive domains, no error state.
         unsafe { ffi::virDomainGetID(self.raw()) }
+    }
+
+    /// Is the domain running (`virDomainIsActive`)? A domain that no longer exists is
+    /// not running either.
+    pub fn is_active(&self) -> bool {
+        // SAFETY: valid domain reference; returns 1, 0 or -1 and touches nothing else.
+        let r = unsafe { ffi::virDomainIsActive(self.raw()) };
+        if r < 0 {
+            // Clear the error this left behind so it cannot surface in a later report.
+            // SAFETY: no arguments.
+            unsafe { ffi::virResetLastError() };
+        }
+        r == 1
     }
 
     /// Number of vCPUs the domain has now (`virDomainGetInfo`).
@@ -579,6 +627,33 @@ impl VcpuInfo {
     }
 }
 
+/// One `virNodeCPUStats` record (a field name and a cumulative value), as a
+/// caller-owned buffer element for [`Connection::pcpu_times`].
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct NodeCpuStat(ffi::virNodeCPUStats);
+
+impl Default for NodeCpuStat {
+    fn default() -> Self {
+        NodeCpuStat(ffi::virNodeCPUStats {
+            field: [0; ffi::VIR_NODE_CPU_STATS_FIELD_LENGTH as usize],
+            value: 0,
+        })
+    }
+}
+
+impl NodeCpuStat {
+    /// The field name, up to its NUL (`user`, `kernel`, `idle`, `iowait`).
+    fn name(&self) -> &[u8] {
+        let f = &self.0.field;
+        let len = f.iter().position(|&c| c == 0).unwrap_or(f.len());
+        // c_char is i8 or u8 by platform; the bytes are ASCII either way.
+        // SAFETY: c_char and u8 have the same size and alignment, and `len` is within
+        // the array, so the slice covers initialised bytes we borrow immutably.
+        unsafe { std::slice::from_raw_parts(f.as_ptr().cast::<u8>(), len) }
+    }
+}
+
 /// A domain the host is tracking, looked up once when it first appeared.
 struct Tracked<'c> {
     dom: Domain<'c>,
@@ -605,6 +680,9 @@ pub struct LibvirtHost<'c> {
     /// Set when a domain vanished mid-tick: the next refresh re-reads the table even if
     /// the id list looks the same.
     stale: bool,
+    /// `virNodeGetCPUStats` parameter buffer, and whether the driver supports it.
+    cpu_stats: Vec<NodeCpuStat>,
+    cpu_stats_ok: bool,
     /// Whether `virDomainPinVcpuFlags(VIR_DOMAIN_AFFECT_LIVE)` is accepted; the test
     /// driver refuses any flag, so we fall back to `virDomainPinVcpu` once and remember.
     live_flag_ok: bool,
@@ -626,6 +704,8 @@ impl<'c> LibvirtHost<'c> {
             maps: Vec::new(),
             pin_map: CpuMap::new(pcpus),
             stale: true,
+            cpu_stats: Vec::new(),
+            cpu_stats_ok: true,
             live_flag_ok: true,
         })
     }
@@ -726,6 +806,18 @@ impl Host for LibvirtHost<'_> {
         {
             Ok(got) => got,
             Err(e) => {
+                // A domain destroyed while we read it fails with whatever the driver
+                // met first ("No such process" reading its threads, say). If it is no
+                // longer running, that is a stopped domain, not an error to report.
+                let e = if e.kind() == FailureKind::Other && !d.dom.is_active() {
+                    Error::local(
+                        e.call,
+                        ffi::virErrorNumber::VIR_ERR_NO_DOMAIN,
+                        format!("domain stopped while being read: {}", e.message),
+                    )
+                } else {
+                    e
+                };
                 if e.kind() == FailureKind::DomainGone {
                     self.stale = true;
                 }
@@ -749,6 +841,25 @@ impl Host for LibvirtHost<'_> {
             });
         }
         Ok(())
+    }
+
+    fn sample_pcpus(&mut self, out: &mut [PcpuTimes]) -> Result<bool, Error> {
+        if !self.cpu_stats_ok {
+            return Ok(false);
+        }
+        for (p, t) in out.iter_mut().enumerate().take(self.pcpus) {
+            match self.conn.pcpu_times(p, &mut self.cpu_stats) {
+                Ok(times) => *t = times,
+                Err(e) if e.kind() == FailureKind::ConnectionLost => return Err(e),
+                // The driver cannot tell (or not for this CPU): judge saturation from
+                // the vCPU figures from now on, rather than fail the tick every time.
+                Err(_) => {
+                    self.cpu_stats_ok = false;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     fn pin(&mut self, domain: DomainKey, vcpu: VcpuId, pcpu: PcpuId) -> Result<(), Error> {

@@ -115,6 +115,9 @@ pub struct Scratch {
     /// the saturation test; unpinned vCPUs count where they last ran).
     top: Vec<f64>,
     sharing: Vec<u32>,
+    /// Per pCPU: the fraction that was busy, by vCPUs or anything else on the host
+    /// (the vCPU load where the host cannot tell).
+    busy: Vec<f64>,
     /// Per item: the demand the policy plans with, and whether it is only a guess.
     demand: Vec<f64>,
     uncertain: Vec<bool>,
@@ -127,7 +130,12 @@ pub struct Scratch {
 
 impl Scratch {
     fn reset(&mut self, pcpus: usize, items: usize) {
-        for v in [&mut self.measured, &mut self.load, &mut self.top] {
+        for v in [
+            &mut self.measured,
+            &mut self.load,
+            &mut self.top,
+            &mut self.busy,
+        ] {
             v.clear();
             v.resize(pcpus, 0.0);
         }
@@ -179,6 +187,7 @@ pub fn sigma_pct(loads: &[f64]) -> f64 {
 pub fn plan(
     policy: Policy,
     items: &[Item],
+    pcpu_busy: &[Option<f64>],
     pcpus: usize,
     params: &Params,
     s: &mut Scratch,
@@ -187,6 +196,10 @@ pub fn plan(
     moves.clear();
     s.reset(pcpus, items.len());
     measure_loads(items, s);
+    for p in 0..pcpus {
+        let reported = pcpu_busy.get(p).copied().flatten();
+        s.busy[p] = reported.unwrap_or(0.0).max(s.measured[p]);
+    }
     let any_usage = items.iter().any(|i| i.usage.is_some());
     let sigma = any_usage.then(|| sigma_pct(&s.measured));
 
@@ -227,11 +240,17 @@ fn measure_loads(items: &[Item], s: &mut Scratch) {
 }
 
 /// Is a vCPU with usage `u` on pCPU `p` held back by sharing it, so that its usage
-/// understates its demand? Only on a saturated pCPU shared by several vCPUs, and only
-/// for those getting (nearly) the most there: under fair sharing the capped vCPUs all
-/// get the same share, and the ones that got less than that got all they wanted.
+/// understates its demand? Only on a saturated pCPU that it shares (with other vCPUs,
+/// or with host work that takes a tenth of it or more), and only for the vCPUs getting
+/// (nearly) the most there: under fair sharing the capped ones all get the same share,
+/// and the ones that got less than that got all they wanted.
+///
+/// Saturation is judged on how busy the pCPU was by anyone, when the host reports it:
+/// vCPU figures alone dip when host threads take their share, and a pair of busy vCPUs
+/// reading 42 % each would look satisfied.
 fn capped(s: &Scratch, params: &Params, p: usize, u: f64) -> bool {
-    s.measured[p] >= params.saturated && s.sharing[p] >= 2 && u >= 0.9 * s.top[p]
+    let shared = s.sharing[p] >= 2 || s.busy[p] - s.measured[p] >= 0.1;
+    s.busy[p] >= params.saturated && shared && u >= 0.9 * s.top[p]
 }
 
 /// Fill `demand`, `uncertain` and the starting planning `load`.
@@ -502,7 +521,15 @@ mod tests {
     fn run(policy: Policy, items: &[Item], pcpus: usize) -> (Analysis, Vec<Planned>) {
         let mut s = Scratch::default();
         let mut moves = Vec::new();
-        let a = plan(policy, items, pcpus, &Params::default(), &mut s, &mut moves);
+        let a = plan(
+            policy,
+            items,
+            &[],
+            pcpus,
+            &Params::default(),
+            &mut s,
+            &mut moves,
+        );
         (a, moves)
     }
 

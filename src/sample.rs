@@ -4,7 +4,7 @@
 //! position, so a domain that stops or starts cannot shift anyone else's figures. Knows
 //! the [`Host`] seam, not libvirt and not the policy.
 
-use crate::host::{DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId, VcpuSample};
+use crate::host::{DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, VcpuId, VcpuSample};
 use crate::select::Selection;
 
 /// One vCPU this tick: what was read, the usage derived from it, and our own history.
@@ -49,6 +49,13 @@ pub struct Sampler {
     prev: Vec<Unit>,
     /// Domains already reported as unreadable, so a failure is one line, not one per tick.
     warned: Vec<DomainKey>,
+    /// Per-pCPU cumulative times, this tick and last, when the host reports them.
+    pcpu_now: Vec<PcpuTimes>,
+    pcpu_prev: Vec<PcpuTimes>,
+    pcpu_known: bool,
+    /// Fraction of each pCPU that was busy since last tick, by anyone; `None` when
+    /// unknown (first tick, or a host that cannot tell).
+    pub pcpu_busy: Vec<Option<f64>>,
 }
 
 impl Sampler {
@@ -64,6 +71,7 @@ impl Sampler {
         units: &mut Vec<Unit>,
     ) -> Result<(), H::Error> {
         host.refresh()?;
+        self.measure_pcpus(host)?;
         self.samples.clear();
         units.clear();
         for d in 0..host.domain_count() {
@@ -91,6 +99,27 @@ impl Sampler {
                 units.push(self.unit(s, d as u32, managed));
             }
         }
+        Ok(())
+    }
+
+    /// How busy each pCPU was since last tick, from the host's own counters.
+    fn measure_pcpus<H: Host>(&mut self, host: &mut H) -> Result<(), H::Error> {
+        let n = host.pcpus();
+        self.pcpu_now.resize(n, PcpuTimes::default());
+        self.pcpu_busy.clear();
+        self.pcpu_busy.resize(n, None);
+        let known = host.sample_pcpus(&mut self.pcpu_now)?;
+        if known && self.pcpu_known && self.pcpu_prev.len() == n {
+            for (p, (now, prev)) in self.pcpu_now.iter().zip(&self.pcpu_prev).enumerate() {
+                let busy = now.busy_ns.checked_sub(prev.busy_ns);
+                let total = now.total_ns.checked_sub(prev.total_ns).filter(|&t| t > 0);
+                if let (Some(b), Some(t)) = (busy, total) {
+                    self.pcpu_busy[p] = Some((b as f64 / t as f64).min(1.0));
+                }
+            }
+        }
+        self.pcpu_known = known;
+        std::mem::swap(&mut self.pcpu_now, &mut self.pcpu_prev);
         Ok(())
     }
 

@@ -137,6 +137,7 @@ impl<H: Host> Scheduler<H> {
         self.analysis = policy::plan(
             self.cfg.policy,
             &self.items,
+            &self.sampler.pcpu_busy,
             self.host.pcpus(),
             &self.params,
             &mut self.scratch,
