@@ -12,9 +12,12 @@ use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    let uri = args
-        .next()
-        .unwrap_or_else(|| format!("test://{}/tests/fixtures/node4.xml", env!("CARGO_MANIFEST_DIR")));
+    let uri = args.next().unwrap_or_else(|| {
+        format!(
+            "test://{}/tests/fixtures/node4.xml",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
     let ticks: u32 = match args.next().map(|t| t.parse()) {
         None => 10_000,
         Some(Ok(n)) if n > 0 => n,
@@ -38,7 +41,10 @@ fn main() -> ExitCode {
         }
     };
     // Dry run: measure the cost of deciding without disturbing a live host.
-    let cfg = SchedConfig { dry_run: true, ..SchedConfig::default() };
+    let cfg = SchedConfig {
+        dry_run: true,
+        ..SchedConfig::default()
+    };
     let mut sched = Scheduler::new(host, cfg);
     if let Err(e) = sched.tick() {
         eprintln!("tick_cost: {e}");
