@@ -16,4 +16,12 @@ cargo clippy --all-targets -- -D warnings
 echo "== rustfmt"
 cargo fmt --check
 echo "== tests (unit, test driver, CLI, allocation, scenarios, real guests)"
-cargo test --all-targets
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary (several print "0 passed": bins and examples
+# without tests), so the total is what a reader sees last.
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
+exit "$status"
