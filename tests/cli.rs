@@ -234,3 +234,29 @@ fn permission_denied_is_a_runtime_error_with_libvirts_message() {
         "{err}"
     );
 }
+
+#[test]
+fn unselected_domains_are_never_pinned() {
+    // "four" has a vCPU allowed on every pCPU; only "one" and "two" are managed, so it
+    // stays unpinned, while an unrestricted run takes it into management.
+    let uri = fixture_uri();
+    for args in [&["-d", "one", "-d", "tw?"][..], &["-x", "fo*"][..]] {
+        let o = bin()
+            .args(["-c", &uri, "--once", "-v"])
+            .args(args)
+            .arg("0.2")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(!out.contains("four/3:"), "{args:?}: {out}");
+        let row = out
+            .lines()
+            .find(|l| l.contains("four") && l.contains("vcpu   3"))
+            .expect("row");
+        assert!(
+            row.contains("pinned *") && row.contains("(not managed)"),
+            "{args:?}: {row}"
+        );
+    }
+}
