@@ -39,17 +39,23 @@ pub fn write_tick_line<H: Host>(w: &mut dyn Write, s: &Scheduler<H>) -> io::Resu
     if r.sigma_pct.is_none() {
         write!(w, " baseline ({} vcpus)", r.units.len())?;
     } else if r.moves.is_empty() {
-        if r.balanced {
-            w.write_all(b" balanced")?;
+        let threshold = s.config().threshold_pct;
+        let within = r.sigma_pct.is_some_and(|sigma| sigma <= threshold);
+        w.write_all(if within {
+            b" balanced"
         } else {
-            // Over the threshold, yet every move would reverse the imbalance, gain only
-            // noise, or touch a vCPU that just moved. Say which σ was over.
-            w.write_all(b" no useful move")?;
+            b" no useful move"
+        })?;
+        if !r.balanced {
+            // The policy saw an imbalance yet every move would reverse it, gain only
+            // noise, or touch a vCPU that just moved. With `balance` that can be in
+            // estimated demand while usage looks even (saturated pCPUs): say so.
             if let Some(p) = r
                 .planned_sigma_pct
                 .filter(|_| s.config().policy == Policy::Balance)
             {
-                write!(w, " (demand sigma={p:.1})")?;
+                write!(w, " (demand sigma={p:.1}")?;
+                w.write_all(if within { b", no useful move)" } else { b")" })?;
             }
         }
     } else {
@@ -113,7 +119,7 @@ pub fn write_monitor<H: Host>(w: &mut dyn Write, s: &Scheduler<H>, tty: bool) ->
         Some(sigma) => writeln!(
             w,
             "{sigma:.1} {}",
-            if r.balanced {
+            if sigma <= cfg.threshold_pct {
                 "(balanced)"
             } else {
                 "(unbalanced)"
