@@ -5,45 +5,14 @@
 //! tick measures, plans and really pins something. Only what happens inside `tick()`
 //! is counted. This is the only test in the file: the harness allocates on other
 //! threads. It sees Rust's heap only; libvirt's own mallocs need valgrind.
-#![allow(unsafe_code)] // a global allocator is unsafe to implement
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+mod counting_alloc;
 
+use counting_alloc::allocations;
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::host::{Host, VcpuId};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to System unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(p, l, n) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 #[test]
 fn steady_state_ticks_allocate_nothing() {
@@ -73,10 +42,10 @@ fn steady_state_ticks_allocate_nothing() {
     let ticks = 1_000;
     for _ in 0..ticks {
         dom.pin_vcpu(VcpuId(3), &everywhere).unwrap();
-        let before = ALLOCS.load(Ordering::Relaxed);
+        let before = allocations();
         let migrations = sched.migrations();
         sched.tick().unwrap();
-        allocs += ALLOCS.load(Ordering::Relaxed) - before;
+        allocs += allocations() - before;
         pins += sched.migrations() - migrations;
     }
     assert_eq!(pins, ticks, "every tick re-pinned the vCPU");

@@ -2,44 +2,13 @@
 //! `Host`. Loads change and vCPUs move while the allocator counts; only `advance` and
 //! `tick` run inside the counted region. The only test in its file (the harness
 //! allocates on other threads).
-#![allow(unsafe_code)] // a global allocator is unsafe to implement
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+mod counting_alloc;
 
+use counting_alloc::allocations;
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 use vcpu_scheduler::sim::SimHost;
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to System unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(p, l, n) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const SECOND_NS: u64 = 1_000_000_000;
 
@@ -68,10 +37,10 @@ fn steady_state_ticks_over_the_simulator_allocate_nothing() {
             sched.host_mut().set_demands("d5", d).unwrap();
             sched.host_mut().set_demands("d8", d).unwrap();
         }
-        let before = ALLOCS.load(Ordering::Relaxed);
+        let before = allocations();
         sched.host_mut().advance(SECOND_NS);
         sched.tick().unwrap();
-        allocs += ALLOCS.load(Ordering::Relaxed) - before;
+        allocs += allocations() - before;
     }
     let moves = sched.migrations() - start_migrations;
     assert!(
