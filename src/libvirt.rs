@@ -114,6 +114,9 @@ impl HostError for Error {
         } else if self.is(VIR_ERR_INVALID_CONN)
             || self.is(VIR_ERR_NO_CONNECT)
             || self.is(VIR_ERR_RPC)
+            // Errors raised by the RPC layer itself ("Cannot recv data", "client
+            // socket is closed") mean the daemon is gone, whatever their code.
+            || self.domain == ffi::virErrorDomain::VIR_FROM_RPC as i32
         {
             FailureKind::ConnectionLost
         } else {

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use vcpu_scheduler::cli::{self, Command, Config};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
@@ -94,28 +95,105 @@ fn io_failure(e: io::Error) -> Failure {
     Failure::Runtime(format!("cannot write output: {e}"))
 }
 
+/// How often a lost connection is re-opened before giving up, and the first wait
+/// (doubled each time: 1 + 2 + 4 + 8 + 16 s, about half a minute in all).
+const RECONNECT_TRIES: u32 = 5;
+const RECONNECT_FIRST_WAIT: Duration = Duration::from_secs(1);
+
+/// How one connected session ended.
+enum SessionEnd {
+    /// SIGINT/SIGTERM, or `--once` done.
+    Stopped,
+    /// The host could not be listed any more (libvirtd restarted, connection broken).
+    Lost(String),
+}
+
 /// Connect, then tick every INTERVAL until SIGINT/SIGTERM (or once with `--once`).
+///
+/// A connection lost mid-run is re-opened with a growing wait, because libvirtd restarts
+/// (package upgrades, for one) should not stop the daemon; the scheduler starts again
+/// from fresh baselines. The first connection is not retried: a wrong URI or missing
+/// rights are reported at once.
 fn daemon(cfg: Config) -> Result<(), Failure> {
     signal::install()
         .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
     let uri = cfg.uri.as_str();
-    let conn = Connection::open(uri)
-        .map_err(|e| Failure::Runtime(format!("cannot connect to {uri}: {e}")))?;
-    let host = LibvirtHost::new(&conn)
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut first = true;
+    let (mut tries, mut wait) = (0, RECONNECT_FIRST_WAIT);
+    loop {
+        let conn = match Connection::open(uri) {
+            Ok(c) => c,
+            Err(e) if first => {
+                return Err(Failure::Runtime(format!("cannot connect to {uri}: {e}")));
+            }
+            Err(e) => {
+                if tries == RECONNECT_TRIES {
+                    return Err(Failure::Runtime(format!(
+                        "lost {uri} and could not reconnect: {e}"
+                    )));
+                }
+                tries += 1;
+                eprintln!("vcpu-scheduler: cannot reconnect to {uri}: {e}; retrying in {wait:?}");
+                if !signal::sleep(wait) {
+                    return Ok(());
+                }
+                wait *= 2;
+                continue;
+            }
+        };
+        let reconnected = !first;
+        first = false;
+        match session(&cfg, &conn, &mut out, reconnected)? {
+            SessionEnd::Stopped => {
+                return conn
+                    .close()
+                    .map(drop)
+                    .map_err(|e| Failure::Runtime(format!("closing {uri}: {e}")));
+            }
+            SessionEnd::Lost(msg) => {
+                if tries == RECONNECT_TRIES {
+                    return Err(Failure::Runtime(format!("lost {uri}: {msg}")));
+                }
+                tries += 1;
+                eprintln!("vcpu-scheduler: lost {uri}: {msg}; reconnecting in {wait:?}");
+                drop(conn);
+                if !signal::sleep(wait) {
+                    return Ok(());
+                }
+                wait *= 2;
+            }
+        }
+        // A session that ran is a fresh start for the back-off.
+        if reconnected {
+            (tries, wait) = (0, RECONNECT_FIRST_WAIT);
+        }
+    }
+}
+
+/// One connected run of the loop: baseline, then a tick every INTERVAL.
+fn session(
+    cfg: &Config,
+    conn: &Connection,
+    out: &mut dyn Write,
+    reconnected: bool,
+) -> Result<SessionEnd, Failure> {
+    let uri = cfg.uri.as_str();
+    let host = LibvirtHost::new(conn)
         .map_err(|e| Failure::Runtime(format!("cannot read the node info of {uri}: {e}")))?;
     let pcpus = host
         .pcpus_checked()
         .map_err(|m| Failure::Runtime(format!("{uri}: {m}")))?;
     let mut sched = Scheduler::new(host, cfg.sched.clone());
-    let lost = |e| Failure::Runtime(format!("lost {uri}: {e}"));
-
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let tty = out.is_terminal();
-    sched.tick().map_err(lost)?;
+    let tty = io::stdout().is_terminal();
+    if let Err(e) = sched.tick() {
+        return Ok(SessionEnd::Lost(e.to_string()));
+    }
     writeln!(
         out,
-        "vcpu-scheduler: {uri}: {pcpus} pcpus, {} vcpus seen; interval {:?}, threshold {}, policy {}{}",
+        "vcpu-scheduler: {}{uri}: {pcpus} pcpus, {} vcpus seen; interval {:?}, threshold {}, policy {}{}",
+        if reconnected { "reconnected to " } else { "" },
         sched.report().units.len(),
         cfg.interval,
         cfg.sched.threshold_pct,
@@ -126,16 +204,15 @@ fn daemon(cfg: Config) -> Result<(), Failure> {
     out.flush().map_err(io_failure)?;
 
     while signal::sleep(cfg.interval) {
-        sched.tick().map_err(lost)?;
-        print_tick(&mut out, &sched, &cfg, tty).map_err(io_failure)?;
+        if let Err(e) = sched.tick() {
+            return Ok(SessionEnd::Lost(e.to_string()));
+        }
+        print_tick(out, &sched, cfg, tty).map_err(io_failure)?;
         if cfg.once {
             break;
         }
     }
-    drop(sched);
-    conn.close()
-        .map_err(|e| Failure::Runtime(format!("closing {uri}: {e}")))?;
-    Ok(())
+    Ok(SessionEnd::Stopped)
 }
 
 fn print_tick<H: vcpu_scheduler::host::Host>(
