@@ -211,7 +211,7 @@ pub fn plan(
 
     if any_usage && !balanced {
         match policy {
-            Policy::Seed => seed_move(items, params, s, moves),
+            Policy::Seed => seed_move(items, s, moves),
             Policy::Balance => balance_moves(items, params, s, moves),
         }
     }
@@ -335,8 +335,7 @@ fn siblings(items: &[Item], s: &Scratch, i: usize, p: usize) -> usize {
 
 /// The seed's rule: one move, busiest → idlest measured pCPU, of the vCPU whose usage
 /// is closest to half their gap (so the gap narrows most), if it narrows at all.
-fn seed_move(items: &[Item], params: &Params, s: &mut Scratch, moves: &mut Vec<Planned>) {
-    let _ = params;
+fn seed_move(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned>) {
     let (Some(src), Some(dst)) = (argmax(&s.load), argmin(&s.load)) else {
         return;
     };
