@@ -51,7 +51,9 @@ pub fn apply<H: Host>(
                 Ok(()) => {
                     m.applied = true;
                     u.pinned_to = Some(to);
-                    u.moved_at = Some(tick);
+                    if !p.guessed {
+                        u.moved_at = Some(tick);
+                    }
                 }
                 Err(e) if e.kind() == FailureKind::DomainGone => {}
                 Err(e) => {

@@ -88,6 +88,10 @@ pub struct Item {
 pub struct Planned {
     pub item: usize,
     pub to: usize,
+    /// The move was planned on a guessed demand: it explores, and the next tick's
+    /// measurement may well call for another move of the same vCPU. Such moves do not
+    /// start the cooldown, which exists to stop noise on *known* demand ping-ponging.
+    pub guessed: bool,
 }
 
 /// What the analysis found, besides the moves.
@@ -319,7 +323,11 @@ fn place_new(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned>) {
         s.count[to] += 1;
         s.at[i] = Some(to);
         s.moved[i] = true;
-        moves.push(Planned { item: i, to });
+        moves.push(Planned {
+            item: i,
+            to,
+            guessed: s.uncertain[i],
+        });
     }
 }
 
@@ -349,7 +357,11 @@ fn seed_move(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned>) {
         .min_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((i, _)) = best {
         apply(s, i, dst);
-        moves.push(Planned { item: i, to: dst });
+        moves.push(Planned {
+            item: i,
+            to: dst,
+            guessed: s.uncertain[i],
+        });
     }
 }
 
@@ -378,10 +390,15 @@ fn balance_moves(items: &[Item], params: &Params, s: &mut Scratch, moves: &mut V
         moves.push(Planned {
             item: c.a,
             to: c.to,
+            guessed: s.uncertain[c.a],
         });
         if let Some(b) = c.b {
             apply(s, b, src);
-            moves.push(Planned { item: b, to: src });
+            moves.push(Planned {
+                item: b,
+                to: src,
+                guessed: s.uncertain[b],
+            });
         }
     }
 }
