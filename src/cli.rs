@@ -267,13 +267,23 @@ fn positive(s: &str) -> Option<f64> {
         .filter(|x| x.is_finite() && *x > 0.0)
 }
 
+/// INTERVAL bounds. Below 10 ms there is nothing to measure (QEMU's vCPU times move in
+/// 10 ms steps) and the loop would only spin; above a year is surely a typo.
+const MIN_INTERVAL: f64 = 0.01;
+const MAX_INTERVAL: f64 = 365.0 * 86_400.0;
+
+/// Threshold bounds, percentage points: a σ finer than a hundredth of a percent is below
+/// any measurement's resolution; above 100 nothing could ever be unbalanced.
+const MIN_THRESHOLD: f64 = 0.01;
+const MAX_THRESHOLD: f64 = 100.0;
+
 fn parse_interval(s: &str) -> Result<Duration, UsageError> {
     positive(s)
+        .filter(|x| (MIN_INTERVAL..=MAX_INTERVAL).contains(x))
         .and_then(|x| Duration::try_from_secs_f64(x).ok())
-        .filter(|d| *d <= Duration::from_secs(86_400 * 365))
         .ok_or_else(|| {
             UsageError(format!(
-                "invalid INTERVAL {s:?}: expected a positive number of seconds"
+                "invalid INTERVAL {s:?}: expected seconds from {MIN_INTERVAL} to {MAX_INTERVAL}"
             ))
         })
 }
@@ -281,11 +291,13 @@ fn parse_interval(s: &str) -> Result<Duration, UsageError> {
 fn parse_threshold(s: Option<String>) -> Result<f64, UsageError> {
     match s {
         None => Ok(SchedConfig::default().threshold_pct),
-        Some(s) => positive(&s).filter(|x| *x <= 100.0).ok_or_else(|| {
-            UsageError(format!(
-                "invalid --threshold {s:?}: expected a number above 0 and at most 100"
-            ))
-        }),
+        Some(s) => positive(&s)
+            .filter(|x| (MIN_THRESHOLD..=MAX_THRESHOLD).contains(x))
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "invalid --threshold {s:?}: expected a number from {MIN_THRESHOLD} to {MAX_THRESHOLD}"
+                ))
+            }),
     }
 }
 
@@ -373,11 +385,13 @@ mod tests {
 
     #[test]
     fn bad_numbers_are_usage_errors_naming_the_value() {
-        for bad in ["abc", "0", "-1", "NaN", "inf", "", "1e300"] {
+        for bad in [
+            "abc", "0", "-1", "NaN", "inf", "", "1e300", "0.001", "1e-10",
+        ] {
             let e = parse(&args(&["--", bad]), None).unwrap_err();
             assert!(e.0.contains("INTERVAL"), "{bad}: {e}");
         }
-        for bad in ["x", "0", "-3", "nan", "inf", "101"] {
+        for bad in ["x", "0", "-3", "nan", "inf", "101", "1e-320"] {
             let e = parse(&args(&["-t", bad, "1"]), None).unwrap_err();
             assert!(e.0.contains("--threshold"), "{bad}: {e}");
         }
