@@ -26,16 +26,24 @@ fn steady_state_ticks_over_the_simulator_allocate_nothing() {
         sched.host_mut().advance(SECOND_NS);
         sched.tick().unwrap();
     }
-    let heavy = [0.9, 0.9, 0.9];
-    let light = [0.1, 0.1, 0.1];
+    let heavy = [1.0, 1.0, 1.0];
+    let light = [0.05, 0.05, 0.05];
 
     let (mut allocs, start_migrations) = (0, sched.migrations());
     for t in 0..1_000u32 {
         // Changing demands is the test's doing, not the loop's: outside the count.
         if t % 50 == 0 {
-            let d = if t % 100 == 0 { &heavy } else { &light };
-            sched.host_mut().set_demands("d5", d).unwrap();
-            sched.host_mut().set_demands("d8", d).unwrap();
+            let (up, down) = if t % 100 == 0 {
+                (&heavy, &light)
+            } else {
+                (&light, &heavy)
+            };
+            for name in ["d1", "d4", "d7"] {
+                sched.host_mut().set_demands(name, up).unwrap();
+            }
+            for name in ["d2", "d5", "d8"] {
+                sched.host_mut().set_demands(name, down).unwrap();
+            }
         }
         let before = allocations();
         sched.host_mut().advance(SECOND_NS);
@@ -47,6 +55,7 @@ fn steady_state_ticks_over_the_simulator_allocate_nothing() {
         moves > 0,
         "the load changes must make the scheduler move vCPUs"
     );
+    eprintln!("{moves} migrations and {allocs} allocations in 1,000 ticks");
     assert_eq!(
         allocs, 0,
         "heap allocations in 1,000 ticks ({moves} migrations)"
