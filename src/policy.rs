@@ -180,7 +180,8 @@ pub fn sigma_pct(loads: &[f64]) -> f64 {
 ///
 /// `balance` plans with *demand* rather than usage: a vCPU on a saturated pCPU that gets
 /// as much as its busiest neighbour may want a whole pCPU (four busy vCPUs on one pCPU
-/// each measure 25 %), so it is counted as 1.0 until a move shows otherwise. While σ of
+/// each measure 25 %), so it is counted at its known demand (its usage the last time it
+/// was not held back) or, with none, as 1.0 until a move shows otherwise. While σ of
 /// those loads is above the threshold it repeatedly takes the busiest pCPU and makes
 /// the single move (or, failing that, the swap) that lowers the sum of squared loads
 /// most, subject to: the destination must end below where the source started, minus
