@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::policy::Policy;
-use vcpu_scheduler::scenario::{DomainSpec, Scenario};
 use vcpu_scheduler::sim::SplitMix64;
-use vcpu_scheduler::simulate::{SimOptions, Summary, run_scenario};
+use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario};
+use vcpu_scheduler::sim::simulate::{SimOptions, Summary, run_scenario};
 
 const POLICIES: [Policy; 2] = [Policy::Seed, Policy::Balance];
 const RANDOM_SCENARIOS: u64 = 1000;

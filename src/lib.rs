@@ -8,7 +8,7 @@
 //! - [`sample`] (Measure), [`policy`] (Analyze), [`act`] (Act), tied together by
 //!   [`scheduler`].
 //! - [`cli`], [`report`], [`select`], [`signal`]: the program around the loop.
-//! - [`sim`], [`scenario`], [`simulate`]: a simulated host running the same loop.
+//! - [`sim`]: a simulated host running the same loop, its scenario files and runner.
 
 pub mod act;
 pub mod cli;
@@ -19,9 +19,7 @@ pub mod libvirt;
 pub mod policy;
 pub mod report;
 pub mod sample;
-pub mod scenario;
 pub mod scheduler;
 pub mod select;
 pub mod signal;
 pub mod sim;
-pub mod simulate;

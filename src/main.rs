@@ -11,7 +11,7 @@ use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
 use vcpu_scheduler::report;
 use vcpu_scheduler::scheduler::Scheduler;
 use vcpu_scheduler::signal;
-use vcpu_scheduler::simulate::{SimError, SimOptions};
+use vcpu_scheduler::sim::simulate::{SimError, SimOptions};
 
 /// How the program failed, which decides the exit code.
 enum Failure {
@@ -84,7 +84,7 @@ fn simulate(a: cli::SimulateArgs) -> Result<(), Failure> {
         threshold_pct: a.threshold_pct,
     };
     let stdout = io::stdout();
-    match vcpu_scheduler::simulate::run(&a.file, &opts, &mut stdout.lock()) {
+    match vcpu_scheduler::sim::simulate::run(&a.file, &opts, &mut stdout.lock()) {
         Ok(_) => Ok(()),
         Err(e @ SimError::Scenario(_)) => Err(Failure::Usage(e.to_string())),
         Err(e) => Err(Failure::Runtime(e.to_string())),

@@ -1,200 +1,12 @@
-//! Scenario files for the simulator: parsed and checked whole before anything runs.
-//!
-//! One directive a line; blank lines and `#` comments (also at the end of a line) are
-//! ignored:
-//!
-//! ```text
-//! pcpus 4                       # number of pCPUs (required, before any vm or at line)
-//! ticks 30                      # how long to run (default 30)
-//! noise 5                       # optional: ± % relative noise on measured usage
-//! seed 7                        # optional: RNG seed (default 1)
-//! vm web 100,40 pin 0           # a domain: one demand % per vCPU; pin = cpulist for all its vCPUs
-//! vm db 60,60,60,60             # no pin: affinity to every pCPU
-//! at 10 load web 20,20          # from tick 10: new demands
-//! at 12 start cache 90 pin 1    # a domain appears
-//! at 15 stop db                 # a domain disappears
-//! ```
-//!
-//! Ticks count from 1; an event `at T` takes effect before the interval of tick `T` runs,
-//! so tick `T`'s measurement already sees it. Events of one tick apply in file order.
-//! Cpulists are written as virsh writes them: `0`, `0-3`, `0,2,5-7`, `all`.
-//!
-//! Any mistake rejects the file with a [`ScenarioError`] whose `Display` is one line,
-//! `FILE:LINE: reason`. Nothing here runs the simulation; see [`crate::simulate`].
+//! The line parser behind [`Scenario::parse`]: one directive at a time into [`Parser`],
+//! then [`Parser::finish`] checks the whole (names, counts, ticks) at once.
 
-use std::fmt;
-use std::path::Path;
-
+use super::{Action, DEFAULT_SEED, DEFAULT_TICKS, DomainSpec, Event, MAX_PCPUS, Scenario};
 use crate::cpumap::CpuMap;
-
-/// Ticks run when the file has no `ticks` line.
-pub const DEFAULT_TICKS: u64 = 30;
-/// Seed of the noise generator when the file has no `seed` line.
-pub const DEFAULT_SEED: u64 = 1;
-/// Larger than any host libvirt runs on; stops a typo from sizing huge masks.
-pub const MAX_PCPUS: usize = 8192;
-
-/// A checked scenario: every name, count and tick in it is consistent.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scenario {
-    pub pcpus: usize,
-    pub ticks: u64,
-    /// ± percent of relative noise on each interval's measured usage; 0 for none.
-    pub noise_pct: f64,
-    pub seed: u64,
-    /// Domains running from the start, in file order.
-    pub domains: Vec<DomainSpec>,
-    /// In the order they apply: by tick, then by line.
-    pub events: Vec<Event>,
-}
-
-/// A domain as a `vm` or `at … start` line describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DomainSpec {
-    pub name: String,
-    /// One demand per vCPU, percent of one pCPU (0–100).
-    pub demands_pct: Vec<f64>,
-    /// Affinity of every vCPU (every pCPU when the line has no `pin`).
-    pub affinity: CpuMap,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    /// Applies before the interval of this tick (1-based).
-    pub tick: u64,
-    /// Where it was written, for messages.
-    pub line: usize,
-    pub action: Action,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// New demands for every vCPU of a running domain.
-    Load {
-        name: String,
-        demands_pct: Vec<f64>,
-    },
-    Start(DomainSpec),
-    Stop {
-        name: String,
-    },
-}
-
-/// Why a scenario file was rejected. `Display`: `FILE:LINE: reason` (`FILE: reason` when
-/// the file could not be read).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScenarioError {
-    pub file: String,
-    pub line: Option<usize>,
-    pub reason: String,
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.reason),
-            None => write!(f, "{}: {}", self.file, self.reason),
-        }
-    }
-}
-
-impl std::error::Error for ScenarioError {}
-
-impl Scenario {
-    /// Read and parse a scenario file.
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Scenario::parse(&text, &file),
-            Err(e) => Err(ScenarioError {
-                file,
-                line: None,
-                reason: format!("cannot read: {e}"),
-            }),
-        }
-    }
-
-    /// Parse the text of a scenario; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
-        let err = |line: usize, reason: String| ScenarioError {
-            file: file.to_owned(),
-            line: Some(line),
-            reason,
-        };
-        let mut p = Parser::default();
-        let mut last_line = 1;
-        for (i, raw) in text.lines().enumerate() {
-            let line = i + 1;
-            last_line = line;
-            let content = raw.split('#').next().unwrap_or("");
-            let words: Vec<&str> = content.split_whitespace().collect();
-            if words.is_empty() {
-                continue;
-            }
-            p.directive(line, &words).map_err(|r| err(line, r))?;
-        }
-        p.finish()
-            .map_err(|(line, r)| err(line.unwrap_or(last_line), r))
-    }
-}
-
-/// Writes the scenario back in the file format (`parse` of the output gives it back),
-/// so a generated scenario can be saved and replayed.
-impl fmt::Display for Scenario {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "pcpus {}", self.pcpus)?;
-        writeln!(f, "ticks {}", self.ticks)?;
-        if self.noise_pct > 0.0 {
-            writeln!(f, "noise {}", self.noise_pct)?;
-        }
-        writeln!(f, "seed {}", self.seed)?;
-        for d in &self.domains {
-            writeln!(f, "vm {}", DomainLine(d))?;
-        }
-        for e in &self.events {
-            write!(f, "at {} ", e.tick)?;
-            match &e.action {
-                Action::Load { name, demands_pct } => {
-                    writeln!(f, "load {name} {}", Demands(demands_pct))?
-                }
-                Action::Start(d) => writeln!(f, "start {}", DomainLine(d))?,
-                Action::Stop { name } => writeln!(f, "stop {name}")?,
-            }
-        }
-        Ok(())
-    }
-}
-
-struct DomainLine<'a>(&'a DomainSpec);
-
-impl fmt::Display for DomainLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0;
-        write!(f, "{} {}", d.name, Demands(&d.demands_pct))?;
-        if d.affinity.count() < d.affinity.ncpus() {
-            write!(f, " pin {}", d.affinity)?;
-        }
-        Ok(())
-    }
-}
-
-struct Demands<'a>(&'a [f64]);
-
-impl fmt::Display for Demands<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{d}")?;
-        }
-        Ok(())
-    }
-}
 
 /// The header values, each with the line that set it (to report a second one).
 #[derive(Default)]
-struct Parser {
+pub(super) struct Parser {
     pcpus: Option<(usize, usize)>,
     ticks: Option<(u64, usize)>,
     noise: Option<(f64, usize)>,
@@ -204,7 +16,7 @@ struct Parser {
 }
 
 impl Parser {
-    fn directive(&mut self, line: usize, words: &[&str]) -> Result<(), String> {
+    pub(super) fn directive(&mut self, line: usize, words: &[&str]) -> Result<(), String> {
         let (keyword, args) = words.split_first().ok_or("empty line")?;
         match *keyword {
             "pcpus" => {
@@ -265,7 +77,7 @@ impl Parser {
 
     /// Checks that need the whole file: ticks in range, and every event against the
     /// domains running at its tick. Errors carry the line to blame (`None`: the end).
-    fn finish(mut self) -> Result<Scenario, (Option<usize>, String)> {
+    pub(super) fn finish(mut self) -> Result<Scenario, (Option<usize>, String)> {
         let pcpus = self.pcpus.ok_or((None, "missing pcpus line".to_owned()))?.0;
         let (ticks, default) = match self.ticks {
             Some((t, _)) => (t, ""),
@@ -682,7 +494,7 @@ at 12 start cache 90 pin 1    # a domain appears
 
     #[test]
     fn a_missing_file_is_one_line_too() {
-        let e = Scenario::load(Path::new("/nonexistent/x.scn")).unwrap_err();
+        let e = Scenario::load(std::path::Path::new("/nonexistent/x.scn")).unwrap_err();
         assert_eq!(e.line, None);
         let msg = e.to_string();
         assert!(

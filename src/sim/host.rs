@@ -1,195 +1,12 @@
-//! Simulated host: implements [`Host`] from scripted demand; pins apply at once.
-//!
-//! The scheduler sees only what libvirt would show it: cumulative `cpu_time_ns` per vCPU,
-//! the affinity (`pinned_to` is `Some` only when it is exactly one pCPU) and the pCPU
-//! each vCPU last ran on. What the simulator knows besides (each vCPU's demand, its true
-//! share) is for tests and reports, through [`SimHost::vcpu`] and
-//! [`SimHost::demand_placement_stats`]. Nothing here knows about FFI or the policy.
-//!
-//! # The model, one interval at a time ([`SimHost::advance`])
-//!
-//! Every pCPU has a capacity of 1.0; every vCPU a demand between 0 and 1.0 of one pCPU
-//! (what it would use alone).
-//!
-//! 1. **Placement.** A vCPU whose affinity is exactly one pCPU runs there. The others are
-//!    placed by a deliberately simple stand-in for the host scheduler: after every pinned
-//!    vCPU is counted, they are taken in a fixed order (domains in the order they started,
-//!    vCPUs by index) and each goes to the allowed pCPU with the least demand placed so far;
-//!    a tie goes to the pCPU it last ran on (the kernel prefers a warm cache), else to the
-//!    lowest-numbered one. Placement depends only on demands, affinities and the previous
-//!    placement, so steady demand gives a steady placement: no flapping the scheduler
-//!    would have to chase.
-//! 2. **Sharing.** The vCPUs placed on one pCPU share it max–min fairly (water-filling):
-//!    none gets more than it demands, and what the satisfied ones leave is split evenly
-//!    among the rest. Four busy vCPUs on one pCPU get 0.25 each; 0.3 and 1.0 get 0.3/0.7.
-//! 3. **Measurement.** Each vCPU's cumulative time grows by share × interval, times
-//!    `1 + u × noise` with `u` uniform in [-1, 1] when noise is set. The factor is clamped
-//!    at 0, so cumulative time never goes backwards. The noise comes from [`SplitMix64`],
-//!    so a seed gives the same run every time.
-//!
-//! A pin ([`Host::pin`]) changes the affinity at once; it is used from the next interval.
-//!
-//! # Domains
-//!
-//! A domain's [`DomainKey`] has a UUID derived from its name (the same name always gives
-//! the same UUID) and an id from an instance counter, so a domain stopped and started
-//! again keeps its UUID and gets a new id, as under libvirt. A domain started or stopped
-//! between two [`Host::refresh`] calls is seen by the scheduler only at the next one; a
-//! stopped domain it still lists fails to sample or pin with [`FailureKind::DomainGone`].
-//!
-//! # Allocation
-//!
-//! Buffers are sized when domains are added; [`SimHost::advance`], [`Host::sample`] (into a
-//! caller-sized vector) and [`Host::pin`] do not allocate.
-
-use std::fmt;
+//! The simulated host itself: domains with scripted demand, the [`Host`] seam over them,
+//! and what the simulator knows besides (true demand, the bound), for tests and reports.
 
 use crate::cpumap::CpuMap;
-use crate::host::{
-    DomainInfo, DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId, VcpuSample,
-};
+use crate::host::{DomainInfo, DomainKey, Host, PcpuId, VcpuId, VcpuSample};
 
-/// Two placed loads closer than this are a tie (sums of demands carry rounding error).
-const TIE: f64 = 1e-9;
-
-/// A tiny deterministic generator (SplitMix64, Steele, Lea and Flood 2014): enough for
-/// measurement noise and random scenarios, with no dependency.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1), from the top 53 bits.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `lo..=hi` (`lo` when `hi < lo`). The modulo bias is far below what a
-    /// simulation can notice.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo {
-            return lo;
-        }
-        match (hi - lo).checked_add(1) {
-            Some(span) => lo + self.next_u64() % span,
-            None => self.next_u64(),
-        }
-    }
-}
-
-/// A failed call on the simulated host. `Display` is one line.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SimHostError {
-    /// No domain with this key or name (libvirt's `VIR_ERR_NO_DOMAIN`).
-    NoSuchDomain {
-        name: Option<String>,
-        key: Option<DomainKey>,
-    },
-    /// The domain was stopped (libvirt: "domain is not running").
-    NotRunning {
-        name: String,
-    },
-    /// A domain with this name is already running.
-    AlreadyRunning {
-        name: String,
-    },
-    NoSuchVcpu {
-        name: String,
-        vcpu: u32,
-        vcpus: usize,
-    },
-    PcpuOutOfRange {
-        pcpu: u32,
-        pcpus: usize,
-    },
-    /// Demands were given for a different number of vCPUs than the domain has.
-    VcpuCount {
-        name: String,
-        expected: usize,
-        got: usize,
-    },
-    /// A demand outside 0–1.0 (or not a number).
-    BadDemand {
-        name: String,
-        vcpu: usize,
-        demand: f64,
-    },
-    /// An affinity mask sized for another host, or with no pCPU set.
-    BadAffinity {
-        name: String,
-        affinity: String,
-    },
-}
-
-impl fmt::Display for SimHostError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SimHostError::NoSuchDomain { name: Some(n), .. } => write!(f, "no domain {n:?}"),
-            SimHostError::NoSuchDomain { key: Some(k), .. } => {
-                write!(f, "no domain with id {}", k.id)
-            }
-            SimHostError::NoSuchDomain { .. } => f.write_str("no such domain"),
-            SimHostError::NotRunning { name } => write!(f, "domain {name:?} is not running"),
-            SimHostError::AlreadyRunning { name } => {
-                write!(f, "domain {name:?} is already running")
-            }
-            SimHostError::NoSuchVcpu { name, vcpu, vcpus } => {
-                write!(f, "domain {name:?} has no vcpu {vcpu} (it has {vcpus})")
-            }
-            SimHostError::PcpuOutOfRange { pcpu, pcpus } => {
-                write!(f, "pcpu {pcpu} does not exist (host has {pcpus} pcpus)")
-            }
-            SimHostError::VcpuCount {
-                name,
-                expected,
-                got,
-            } => {
-                write!(
-                    f,
-                    "{got} demands given but domain {name:?} has {expected} vcpus"
-                )
-            }
-            SimHostError::BadDemand { name, vcpu, demand } => {
-                write!(
-                    f,
-                    "demand {demand} of vcpu {vcpu} of domain {name:?} is outside 0-1"
-                )
-            }
-            SimHostError::BadAffinity { name, affinity } => {
-                write!(
-                    f,
-                    "affinity {affinity} of domain {name:?} does not fit this host"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for SimHostError {}
-
-impl HostError for SimHostError {
-    fn kind(&self) -> FailureKind {
-        match self {
-            SimHostError::NoSuchDomain { .. } | SimHostError::NotRunning { .. } => {
-                FailureKind::DomainGone
-            }
-            _ => FailureKind::Other,
-        }
-    }
-}
+use super::error::SimHostError;
+use super::rng::SplitMix64;
+use super::share::{self, Slot, place};
 
 /// What the simulator knows of one vCPU, for tests and reports.
 #[derive(Debug, Clone, Copy)]
@@ -204,31 +21,22 @@ pub struct VcpuView<'a> {
 }
 
 #[derive(Debug, Clone)]
-struct SimVcpu {
-    demand: f64,
-    affinity: CpuMap,
+pub(super) struct SimVcpu {
+    pub(super) demand: f64,
+    pub(super) affinity: CpuMap,
     /// Measured cumulative time (noise included): what the scheduler reads.
     cpu_time_ns: u64,
     /// True share of the last interval.
-    usage: f64,
-    last_ran_on: u32,
+    pub(super) usage: f64,
+    pub(super) last_ran_on: u32,
 }
 
 #[derive(Debug, Clone)]
-struct SimDomain {
+pub(super) struct SimDomain {
     name: String,
     key: DomainKey,
-    running: bool,
-    vcpus: Vec<SimVcpu>,
-}
-
-/// One running vCPU in the per-interval sharing pass.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    pcpu: u32,
-    demand: f64,
-    domain: u32,
-    vcpu: u32,
+    pub(super) running: bool,
+    pub(super) vcpus: Vec<SimVcpu>,
 }
 
 /// A simulated KVM host. See the module docs for the model.
@@ -404,7 +212,7 @@ impl SimHost {
             place(&self.domains, &mut self.placement, &mut self.placed_demand);
             self.placement_stale = false;
         }
-        self.share();
+        share::share(&mut self.domains, &self.placement, &mut self.slots);
         let dt = dt_ns as f64;
         let running = self.domains.iter_mut().filter(|d| d.running);
         for (v, &p) in running
@@ -457,35 +265,6 @@ impl SimHost {
         if bound > 0.0 { busiest / bound } else { 1.0 }
     }
 
-    /// Water-fill every pCPU among the vCPUs placed on it; store each vCPU's share.
-    fn share(&mut self) {
-        self.slots.clear();
-        let mut k = 0;
-        for (di, d) in self.domains.iter().enumerate().filter(|(_, d)| d.running) {
-            for (vi, v) in d.vcpus.iter().enumerate() {
-                // Indices fit u32: domains and vCPUs are far fewer than 2^32.
-                self.slots.push(Slot {
-                    pcpu: self.placement[k],
-                    demand: v.demand,
-                    domain: di as u32,
-                    vcpu: vi as u32,
-                });
-                k += 1;
-            }
-        }
-        // Per pCPU, smallest demand first: each takes min(demand, fair share of what is left).
-        self.slots
-            .sort_unstable_by(|a, b| a.pcpu.cmp(&b.pcpu).then(a.demand.total_cmp(&b.demand)));
-        for group in self.slots.chunk_by(|a, b| a.pcpu == b.pcpu) {
-            let mut left = 1.0_f64;
-            for (i, s) in group.iter().enumerate() {
-                let got = s.demand.min(left / (group.len() - i) as f64).max(0.0);
-                left -= got;
-                self.domains[s.domain as usize].vcpus[s.vcpu as usize].usage = got;
-            }
-        }
-    }
-
     fn running_index(&self, name: &str) -> Option<usize> {
         self.domains
             .iter()
@@ -498,42 +277,6 @@ impl SimHost {
             .filter(|d| d.running)
             .map(|d| d.vcpus.len())
             .sum()
-    }
-}
-
-/// The placement model (see the module docs): fills `placement` with the pCPU of every
-/// running vCPU in model order and `load` with the demand placed on each pCPU.
-fn place(domains: &[SimDomain], placement: &mut Vec<u32>, load: &mut [f64]) {
-    load.fill(0.0);
-    placement.clear();
-    let running = || domains.iter().filter(|d| d.running).flat_map(|d| &d.vcpus);
-    // Pinned vCPUs first: they go where they must. Others get a placeholder for now.
-    for v in running() {
-        match v.affinity.only() {
-            Some(p) => {
-                load[p] += v.demand;
-                placement.push(pcpu_u32(p));
-            }
-            None => placement.push(u32::MAX),
-        }
-    }
-    for (v, slot) in running().zip(placement.iter_mut()) {
-        if *slot != u32::MAX {
-            continue;
-        }
-        let mut best: Option<usize> = None;
-        for p in v.affinity.iter() {
-            best = match best {
-                None => Some(p),
-                Some(b) if load[p] < load[b] - TIE => Some(p),
-                Some(b) if load[p] <= load[b] + TIE && pcpu_u32(p) == v.last_ran_on => Some(p),
-                keep => keep,
-            };
-        }
-        // Affinities are never empty (checked when a domain starts; pins set one pCPU).
-        let p = best.unwrap_or(0);
-        load[p] += v.demand;
-        *slot = pcpu_u32(p);
     }
 }
 
@@ -646,7 +389,7 @@ fn check_demands(name: &str, demands: &[f64]) -> Result<(), SimHostError> {
 }
 
 /// A pCPU index below `pcpus`, which `SimHost::new` checked fits a `u32`.
-fn pcpu_u32(p: usize) -> u32 {
+pub(super) fn pcpu_u32(p: usize) -> u32 {
     p as u32
 }
 
@@ -669,6 +412,7 @@ fn uuid_from_name(name: &str) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::{FailureKind, HostError};
 
     const SEC: u64 = 1_000_000_000;
 
@@ -694,95 +438,6 @@ mod tests {
             h.sample(i, &mut out).unwrap();
         }
         out
-    }
-
-    #[test]
-    fn busy_vcpus_on_one_pcpu_share_it_evenly() {
-        let mut h = SimHost::new(4);
-        for name in ["a", "b", "c", "d"] {
-            h.add_domain(name, &[1.0], &one(4, 0)).unwrap();
-        }
-        h.advance(SEC);
-        for name in ["a", "b", "c", "d"] {
-            assert!((usage(&h, name, 0) - 0.25).abs() < 1e-12);
-        }
-        for s in samples(&mut h) {
-            assert_eq!(s.cpu_time_ns, SEC / 4);
-            assert_eq!(s.pinned_to, Some(PcpuId(0)));
-            assert_eq!(s.last_ran_on, Some(PcpuId(0)));
-            assert_eq!(s.at_ns, SEC);
-        }
-    }
-
-    #[test]
-    fn water_filling_gives_the_small_demand_all_it_asks() {
-        let mut h = SimHost::new(2);
-        h.add_domain("light", &[0.3], &one(2, 1)).unwrap();
-        h.add_domain("busy", &[1.0], &one(2, 1)).unwrap();
-        h.add_domain("pair", &[0.2, 0.2], &one(2, 0)).unwrap();
-        h.advance(SEC);
-        assert!((usage(&h, "light", 0) - 0.3).abs() < 1e-12);
-        assert!((usage(&h, "busy", 0) - 0.7).abs() < 1e-12);
-        // Under capacity: everyone gets their demand.
-        assert!((usage(&h, "pair", 0) - 0.2).abs() < 1e-12);
-        assert!((usage(&h, "pair", 1) - 0.2).abs() < 1e-12);
-    }
-
-    #[test]
-    fn three_way_water_filling() {
-        let mut h = SimHost::new(1);
-        h.add_domain("x", &[0.1, 0.6, 0.9], &all(1)).unwrap();
-        h.advance(SEC);
-        // 0.1 satisfied, then 0.9 left for two: 0.45 each.
-        assert!((usage(&h, "x", 0) - 0.1).abs() < 1e-12);
-        assert!((usage(&h, "x", 1) - 0.45).abs() < 1e-12);
-        assert!((usage(&h, "x", 2) - 0.45).abs() < 1e-12);
-    }
-
-    #[test]
-    fn unpinned_vcpus_go_to_the_least_demanded_allowed_pcpu_in_start_order() {
-        let mut h = SimHost::new(4);
-        h.add_domain("pinned", &[0.9], &one(4, 0)).unwrap();
-        h.add_domain("free", &[0.5, 0.5, 0.5, 0.2], &all(4))
-            .unwrap();
-        let mut two = CpuMap::new(4);
-        two.set(0).unwrap();
-        two.set(3).unwrap();
-        h.add_domain("narrow", &[0.1], &two).unwrap();
-        h.advance(SEC);
-        let ran = |h: &SimHost, n: &str, v: usize| h.vcpu(n, v).unwrap().ran_on.0;
-        // 0 holds 0.9; free/0 → 1 (tie 1,2,3: lowest), free/1 → 2, free/2 → 3,
-        // free/3 (0.2) → 1 (0.5, 0.5, 0.5 tie: lowest); narrow may use 0 or 3: 3 (0.5 < 0.9).
-        assert_eq!(ran(&h, "free", 0), 1);
-        assert_eq!(ran(&h, "free", 1), 2);
-        assert_eq!(ran(&h, "free", 2), 3);
-        assert_eq!(ran(&h, "free", 3), 1);
-        assert_eq!(ran(&h, "narrow", 0), 3);
-        let (busiest, bound) = h.demand_placement_stats();
-        assert!((busiest - 0.9).abs() < 1e-12);
-        assert!((bound - 0.9).abs() < 1e-12, "max(0.9, 2.7/4)");
-        // Unpinned vCPUs are not reported as pinned, yet say where they ran.
-        let s = samples(&mut h);
-        assert_eq!(s[1].pinned_to, None);
-        assert_eq!(s[1].last_ran_on, Some(PcpuId(1)));
-    }
-
-    #[test]
-    fn placement_is_steady_and_prefers_where_it_ran() {
-        let mut h = SimHost::new(2);
-        h.add_domain("a", &[0.5], &all(2)).unwrap();
-        h.advance(SEC);
-        assert_eq!(h.vcpu("a", 0).unwrap().ran_on, PcpuId(0));
-        // Now b, pinned to 0, makes 1 the least loaded for a.
-        h.add_domain("b", &[0.5], &one(2, 0)).unwrap();
-        h.advance(SEC);
-        assert_eq!(h.vcpu("a", 0).unwrap().ran_on, PcpuId(1));
-        // b's demand falls to 0: a tie between 0 and 1, and a stays where it ran.
-        h.set_demands("b", &[0.0]).unwrap();
-        for _ in 0..3 {
-            h.advance(SEC);
-            assert_eq!(h.vcpu("a", 0).unwrap().ran_on, PcpuId(1));
-        }
     }
 
     #[test]
@@ -923,22 +578,6 @@ mod tests {
             spread.1 - spread.0 > 0.03,
             "the noise is really there: {spread:?}"
         );
-    }
-
-    #[test]
-    fn splitmix_is_the_reference_sequence() {
-        // First outputs of SplitMix64 seeded with 0 (the reference C implementation).
-        let mut r = SplitMix64::new(0);
-        assert_eq!(r.next_u64(), 0xe220_a839_7b1d_cdaf);
-        assert_eq!(r.next_u64(), 0x6e78_9e6a_a1b9_65f4);
-        let mut r = SplitMix64::new(3);
-        for _ in 0..1000 {
-            let x = r.next_f64();
-            assert!((0.0..1.0).contains(&x));
-            assert!((2..=64).contains(&r.range(2, 64)));
-        }
-        assert_eq!(r.range(5, 5), 5);
-        assert_eq!(r.range(5, 1), 5);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::path::Path;
 use crate::host::Host;
 use crate::policy::Policy;
 use crate::report::write_tick_line;
-use crate::scenario::{Action, Scenario, ScenarioError};
 use crate::scheduler::{SchedConfig, Scheduler};
+use crate::sim::scenario::{Action, Scenario, ScenarioError};
 use crate::sim::{SimHost, SimHostError};
 
 /// One tick of virtual time.

@@ -1,0 +1,203 @@
+//! The host's scheduler as the simulator models it: where each vCPU runs
+//! ([`place`]) and what share of its pCPU it gets ([`share`]). See the model in
+//! [`crate::sim`]. Pure functions over the simulator's own tables; no allocation.
+
+use super::host::{SimDomain, pcpu_u32};
+
+/// Two placed loads closer than this are a tie (sums of demands carry rounding error).
+const TIE: f64 = 1e-9;
+
+/// One running vCPU in the per-interval sharing pass.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slot {
+    pcpu: u32,
+    demand: f64,
+    domain: u32,
+    vcpu: u32,
+}
+
+/// Water-fill every pCPU among the vCPUs `placement` puts on it, and store each running
+/// vCPU's share in its `usage`. `slots` is the caller's reused buffer.
+pub(super) fn share(domains: &mut [SimDomain], placement: &[u32], slots: &mut Vec<Slot>) {
+    slots.clear();
+    let mut k = 0;
+    for (di, d) in domains.iter().enumerate().filter(|(_, d)| d.running) {
+        for (vi, v) in d.vcpus.iter().enumerate() {
+            // Indices fit u32: domains and vCPUs are far fewer than 2^32.
+            slots.push(Slot {
+                pcpu: placement[k],
+                demand: v.demand,
+                domain: di as u32,
+                vcpu: vi as u32,
+            });
+            k += 1;
+        }
+    }
+    // Per pCPU, smallest demand first: each takes min(demand, fair share of what is left).
+    slots.sort_unstable_by(|a, b| a.pcpu.cmp(&b.pcpu).then(a.demand.total_cmp(&b.demand)));
+    for group in slots.chunk_by(|a, b| a.pcpu == b.pcpu) {
+        let mut left = 1.0_f64;
+        for (i, s) in group.iter().enumerate() {
+            let got = s.demand.min(left / (group.len() - i) as f64).max(0.0);
+            left -= got;
+            domains[s.domain as usize].vcpus[s.vcpu as usize].usage = got;
+        }
+    }
+}
+
+/// The placement model (see the module docs): fills `placement` with the pCPU of every
+/// running vCPU in model order and `load` with the demand placed on each pCPU.
+pub(super) fn place(domains: &[SimDomain], placement: &mut Vec<u32>, load: &mut [f64]) {
+    load.fill(0.0);
+    placement.clear();
+    let running = || domains.iter().filter(|d| d.running).flat_map(|d| &d.vcpus);
+    // Pinned vCPUs first: they go where they must. Others get a placeholder for now.
+    for v in running() {
+        match v.affinity.only() {
+            Some(p) => {
+                load[p] += v.demand;
+                placement.push(pcpu_u32(p));
+            }
+            None => placement.push(u32::MAX),
+        }
+    }
+    for (v, slot) in running().zip(placement.iter_mut()) {
+        if *slot != u32::MAX {
+            continue;
+        }
+        let mut best: Option<usize> = None;
+        for p in v.affinity.iter() {
+            best = match best {
+                None => Some(p),
+                Some(b) if load[p] < load[b] - TIE => Some(p),
+                Some(b) if load[p] <= load[b] + TIE && pcpu_u32(p) == v.last_ran_on => Some(p),
+                keep => keep,
+            };
+        }
+        // Affinities are never empty (checked when a domain starts; pins set one pCPU).
+        let p = best.unwrap_or(0);
+        load[p] += v.demand;
+        *slot = pcpu_u32(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cpumap::CpuMap;
+    use crate::host::{Host, PcpuId, VcpuSample};
+    use crate::sim::SimHost;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn all(n: usize) -> CpuMap {
+        CpuMap::all(n)
+    }
+
+    fn one(n: usize, p: usize) -> CpuMap {
+        let mut m = CpuMap::new(n);
+        m.set(p).unwrap();
+        m
+    }
+
+    fn usage(h: &SimHost, name: &str, vcpu: usize) -> f64 {
+        h.vcpu(name, vcpu).unwrap().usage
+    }
+    /// Samples of every listed domain, as the scheduler would read them.
+    fn samples(h: &mut SimHost) -> Vec<VcpuSample> {
+        h.refresh().unwrap();
+        let mut out = Vec::new();
+        for i in 0..h.domain_count() {
+            h.sample(i, &mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn busy_vcpus_on_one_pcpu_share_it_evenly() {
+        let mut h = SimHost::new(4);
+        for name in ["a", "b", "c", "d"] {
+            h.add_domain(name, &[1.0], &one(4, 0)).unwrap();
+        }
+        h.advance(SEC);
+        for name in ["a", "b", "c", "d"] {
+            assert!((usage(&h, name, 0) - 0.25).abs() < 1e-12);
+        }
+        for s in samples(&mut h) {
+            assert_eq!(s.cpu_time_ns, SEC / 4);
+            assert_eq!(s.pinned_to, Some(PcpuId(0)));
+            assert_eq!(s.last_ran_on, Some(PcpuId(0)));
+            assert_eq!(s.at_ns, SEC);
+        }
+    }
+
+    #[test]
+    fn water_filling_gives_the_small_demand_all_it_asks() {
+        let mut h = SimHost::new(2);
+        h.add_domain("light", &[0.3], &one(2, 1)).unwrap();
+        h.add_domain("busy", &[1.0], &one(2, 1)).unwrap();
+        h.add_domain("pair", &[0.2, 0.2], &one(2, 0)).unwrap();
+        h.advance(SEC);
+        assert!((usage(&h, "light", 0) - 0.3).abs() < 1e-12);
+        assert!((usage(&h, "busy", 0) - 0.7).abs() < 1e-12);
+        // Under capacity: everyone gets their demand.
+        assert!((usage(&h, "pair", 0) - 0.2).abs() < 1e-12);
+        assert!((usage(&h, "pair", 1) - 0.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn three_way_water_filling() {
+        let mut h = SimHost::new(1);
+        h.add_domain("x", &[0.1, 0.6, 0.9], &all(1)).unwrap();
+        h.advance(SEC);
+        // 0.1 satisfied, then 0.9 left for two: 0.45 each.
+        assert!((usage(&h, "x", 0) - 0.1).abs() < 1e-12);
+        assert!((usage(&h, "x", 1) - 0.45).abs() < 1e-12);
+        assert!((usage(&h, "x", 2) - 0.45).abs() < 1e-12);
+    }
+
+    #[test]
+    fn unpinned_vcpus_go_to_the_least_demanded_allowed_pcpu_in_start_order() {
+        let mut h = SimHost::new(4);
+        h.add_domain("pinned", &[0.9], &one(4, 0)).unwrap();
+        h.add_domain("free", &[0.5, 0.5, 0.5, 0.2], &all(4))
+            .unwrap();
+        let mut two = CpuMap::new(4);
+        two.set(0).unwrap();
+        two.set(3).unwrap();
+        h.add_domain("narrow", &[0.1], &two).unwrap();
+        h.advance(SEC);
+        let ran = |h: &SimHost, n: &str, v: usize| h.vcpu(n, v).unwrap().ran_on.0;
+        // 0 holds 0.9; free/0 → 1 (tie 1,2,3: lowest), free/1 → 2, free/2 → 3,
+        // free/3 (0.2) → 1 (0.5, 0.5, 0.5 tie: lowest); narrow may use 0 or 3: 3 (0.5 < 0.9).
+        assert_eq!(ran(&h, "free", 0), 1);
+        assert_eq!(ran(&h, "free", 1), 2);
+        assert_eq!(ran(&h, "free", 2), 3);
+        assert_eq!(ran(&h, "free", 3), 1);
+        assert_eq!(ran(&h, "narrow", 0), 3);
+        let (busiest, bound) = h.demand_placement_stats();
+        assert!((busiest - 0.9).abs() < 1e-12);
+        assert!((bound - 0.9).abs() < 1e-12, "max(0.9, 2.7/4)");
+        // Unpinned vCPUs are not reported as pinned, yet say where they ran.
+        let s = samples(&mut h);
+        assert_eq!(s[1].pinned_to, None);
+        assert_eq!(s[1].last_ran_on, Some(PcpuId(1)));
+    }
+
+    #[test]
+    fn placement_is_steady_and_prefers_where_it_ran() {
+        let mut h = SimHost::new(2);
+        h.add_domain("a", &[0.5], &all(2)).unwrap();
+        h.advance(SEC);
+        assert_eq!(h.vcpu("a", 0).unwrap().ran_on, PcpuId(0));
+        // Now b, pinned to 0, makes 1 the least loaded for a.
+        h.add_domain("b", &[0.5], &one(2, 0)).unwrap();
+        h.advance(SEC);
+        assert_eq!(h.vcpu("a", 0).unwrap().ran_on, PcpuId(1));
+        // b's demand falls to 0: a tie between 0 and 1, and a stays where it ran.
+        h.set_demands("b", &[0.0]).unwrap();
+        for _ in 0..3 {
+            h.advance(SEC);
+            assert_eq!(h.vcpu("a", 0).unwrap().ran_on, PcpuId(1));
+        }
+    }
+}
