@@ -21,13 +21,6 @@ pub fn use_cpu(map: &mut [u8], cpu: usize) -> Option<()> {
     Some(())
 }
 
-/// `VIR_UNUSE_CPU(cpumap, cpu)`: clear `cpu` in `map`. `None` if the mask is too short.
-pub fn unuse_cpu(map: &mut [u8], cpu: usize) -> Option<()> {
-    let byte = map.get_mut(cpu / 8)?;
-    *byte &= !(1 << (cpu % 8));
-    Some(())
-}
-
 /// Is `cpu` set in the single mask `map`? CPUs beyond the mask are not set.
 pub fn cpu_is_set(map: &[u8], cpu: usize) -> bool {
     map.get(cpu / 8).is_some_and(|b| b & (1 << (cpu % 8)) != 0)
@@ -37,22 +30,6 @@ pub fn cpu_is_set(map: &[u8], cpu: usize) -> bool {
 pub fn get_cpumap(cpumaps: &[u8], maplen: usize, vcpu: usize) -> Option<&[u8]> {
     let start = vcpu.checked_mul(maplen)?;
     cpumaps.get(start..start.checked_add(maplen)?)
-}
-
-/// `VIR_CPU_USABLE(cpumaps, maplen, vcpu, cpu)`: may `vcpu` run on `cpu`?
-pub fn cpu_usable(cpumaps: &[u8], maplen: usize, vcpu: usize, cpu: usize) -> bool {
-    cpu < maplen * 8 && get_cpumap(cpumaps, maplen, vcpu).is_some_and(|m| cpu_is_set(m, cpu))
-}
-
-/// `VIR_COPY_CPUMAP(cpumaps, maplen, vcpu, cpumap)`: copy `vcpu`'s mask into `dst`
-/// (`dst.len()` must equal `maplen`). `None` if either side is out of range.
-pub fn copy_cpumap(cpumaps: &[u8], maplen: usize, vcpu: usize, dst: &mut [u8]) -> Option<()> {
-    let src = get_cpumap(cpumaps, maplen, vcpu)?;
-    if dst.len() != src.len() {
-        return None;
-    }
-    dst.copy_from_slice(src);
-    Some(())
 }
 
 /// `Some(cpu)` when exactly one CPU below `ncpus` is set in `map`: a vCPU pinned to it.
@@ -153,19 +130,6 @@ impl CpuMap {
             });
         }
         use_cpu(&mut self.bytes, cpu).ok_or(OutOfRange {
-            cpu,
-            ncpus: self.ncpus,
-        })
-    }
-
-    pub fn unset(&mut self, cpu: usize) -> Result<(), OutOfRange> {
-        if cpu >= self.ncpus {
-            return Err(OutOfRange {
-                cpu,
-                ncpus: self.ncpus,
-            });
-        }
-        unuse_cpu(&mut self.bytes, cpu).ok_or(OutOfRange {
             cpu,
             ncpus: self.ncpus,
         })
@@ -301,16 +265,13 @@ mod tests {
     }
 
     #[test]
-    fn use_and_unuse_touch_one_bit_and_refuse_out_of_range() {
+    fn use_cpu_touches_one_bit_and_refuses_out_of_range() {
         let mut m = [0u8; 2];
         use_cpu(&mut m, 0).unwrap();
         use_cpu(&mut m, 9).unwrap();
         assert_eq!(m, [0b0000_0001, 0b0000_0010]);
-        unuse_cpu(&mut m, 0).unwrap();
-        assert_eq!(m, [0, 0b10]);
         assert!(use_cpu(&mut m, 16).is_none());
-        assert!(unuse_cpu(&mut m, 100).is_none());
-        assert_eq!(m, [0, 0b10]);
+        assert_eq!(m, [0b0000_0001, 0b0000_0010]);
     }
 
     #[test]
@@ -319,16 +280,8 @@ mod tests {
         let maplen = cpu_maplen(12);
         let mut maps = vec![0u8; 3 * maplen];
         use_cpu(&mut maps[maplen..2 * maplen], 11).unwrap();
-        assert!(cpu_usable(&maps, maplen, 1, 11));
-        assert!(!cpu_usable(&maps, maplen, 0, 11));
-        assert!(!cpu_usable(&maps, maplen, 3, 0), "vcpu past the buffer");
-        assert!(!cpu_usable(&maps, maplen, 1, 16), "cpu past the mask");
         assert_eq!(get_cpumap(&maps, maplen, 1), Some(&[0u8, 0b1000][..]));
         assert_eq!(get_cpumap(&maps, maplen, 3), None);
-        let mut dst = [0u8; 2];
-        copy_cpumap(&maps, maplen, 1, &mut dst).unwrap();
-        assert_eq!(dst, [0, 0b1000]);
-        assert!(copy_cpumap(&maps, maplen, 1, &mut [0u8; 3]).is_none());
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub struct DomainInfo<'a> {
 pub enum FailureKind {
     /// The domain stopped or vanished between listing and use: forget it quietly.
     DomainGone,
-    /// The connection to the hypervisor is broken: the daemon reports and exits 1.
+    /// The connection to the hypervisor is broken: the daemon drops it and reconnects.
     ConnectionLost,
     /// Anything else: report it and go on with the other domains.
     Other,
@@ -110,9 +110,8 @@ pub trait Host {
     /// The host's monotonic clock, nanoseconds since an arbitrary start.
     fn now_ns(&self) -> u64;
 
-    /// Re-read the set of running domains. Returns `true` when it changed since the
-    /// last call (domains appeared or stopped), so callers can refresh their own tables.
-    fn refresh(&mut self) -> Result<bool, Self::Error>;
+    /// Re-read the set of running domains.
+    fn refresh(&mut self) -> Result<(), Self::Error>;
 
     /// Number of domains known after the last [`Host::refresh`].
     fn domain_count(&self) -> usize;

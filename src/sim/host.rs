@@ -48,8 +48,6 @@ pub struct SimHost {
     domains: Vec<SimDomain>,
     /// `domains[..listed]` is what the last [`Host::refresh`] reported.
     listed: usize,
-    /// The set of running domains changed since the last refresh.
-    changed: bool,
     next_id: u32,
     /// Relative noise on measured usage, as a fraction (0.05 = ±5 %).
     noise: f64,
@@ -79,7 +77,6 @@ impl SimHost {
             now_ns: 0,
             domains: Vec::new(),
             listed: 0,
-            changed: false,
             next_id: 1,
             noise: 0.0,
             rng: SplitMix64::new(0),
@@ -151,7 +148,6 @@ impl SimHost {
         self.placement
             .reserve(total.saturating_sub(self.placement.len()));
         self.slots.reserve(total.saturating_sub(self.slots.len()));
-        self.changed = true;
         self.placement_stale = true;
         Ok(key)
     }
@@ -161,7 +157,6 @@ impl SimHost {
         let i = self.running_index(name).ok_or_else(|| no_domain(name))?;
         let d = &mut self.domains[i];
         d.running = false;
-        self.changed = true;
         self.placement_stale = true;
         Ok(d.key)
     }
@@ -291,10 +286,10 @@ impl Host for SimHost {
         self.now_ns
     }
 
-    fn refresh(&mut self) -> Result<bool, SimHostError> {
+    fn refresh(&mut self) -> Result<(), SimHostError> {
         self.domains.retain(|d| d.running);
         self.listed = self.domains.len();
-        Ok(std::mem::replace(&mut self.changed, false))
+        Ok(())
     }
 
     fn domain_count(&self) -> usize {
@@ -527,8 +522,7 @@ mod tests {
         let a1 = h.add_domain("a", &[0.5], &all(2)).unwrap();
         h.add_domain("b", &[0.5], &all(2)).unwrap();
         assert_eq!(h.domain_count(), 0, "not listed before a refresh");
-        assert!(h.refresh().unwrap());
-        assert!(!h.refresh().unwrap());
+        h.refresh().unwrap();
         assert_eq!(h.domain_count(), 2);
         assert_eq!(h.domain(0).name, "a");
         h.advance(SEC);
@@ -538,7 +532,7 @@ mod tests {
         assert_ne!(a1.id, a2.id);
         // Still the old listing until the refresh.
         assert_eq!(h.domain(0).key, a1);
-        assert!(h.refresh().unwrap());
+        h.refresh().unwrap();
         assert_eq!(h.domain_count(), 2);
         assert_eq!(h.domain(0).name, "b");
         assert_eq!(h.domain(1).key, a2);

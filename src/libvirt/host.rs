@@ -1,0 +1,251 @@
+//! [`LibvirtHost`]: the scheduler's [`Host`] seam over one [`Connection`]. Safe code
+//! only: every libvirt call goes through the handles in `handles.rs`.
+
+use std::ffi::c_int;
+use std::time::Instant;
+
+use super::error::Error;
+use super::handles::{Connection, Domain, NodeCpuStat, VcpuInfo};
+use crate::cpumap::{self, CpuMap};
+use crate::ffi;
+use crate::host::{
+    DomainInfo, DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, VcpuId, VcpuSample,
+};
+
+/// A domain the host is tracking, looked up once when it first appeared.
+struct Tracked<'c> {
+    dom: Domain<'c>,
+    key: DomainKey,
+    name: String,
+    vcpus: usize,
+}
+
+/// The scheduler's view of a live hypervisor through one [`Connection`].
+///
+/// Owns every buffer a tick needs (ids, vCPU records, affinity masks, the pin mask) and
+/// grows them only when the host grows: a new domain, more vCPUs.
+pub struct LibvirtHost<'c> {
+    conn: &'c Connection,
+    pcpus: usize,
+    maplen: usize,
+    epoch: Instant,
+    ids: Vec<c_int>,
+    known_ids: Vec<c_int>,
+    domains: Vec<Tracked<'c>>,
+    info: Vec<VcpuInfo>,
+    maps: Vec<u8>,
+    pin_map: CpuMap,
+    /// Set when a domain vanished mid-tick: the next refresh re-reads the table even if
+    /// the id list looks the same.
+    stale: bool,
+    /// `virNodeGetCPUStats` parameter buffer, and whether the driver supports it.
+    cpu_stats: Vec<NodeCpuStat>,
+    cpu_stats_ok: bool,
+    /// Whether `virDomainPinVcpuFlags(VIR_DOMAIN_AFFECT_LIVE)` is accepted; the test
+    /// driver refuses any flag, so we fall back to `virDomainPinVcpu` once and remember.
+    live_flag_ok: bool,
+}
+
+impl<'c> LibvirtHost<'c> {
+    pub fn new(conn: &'c Connection) -> Result<Self, Error> {
+        let pcpus = conn.node_pcpus()?;
+        let maplen = cpumap::cpu_maplen(pcpus);
+        Ok(LibvirtHost {
+            conn,
+            pcpus,
+            maplen,
+            epoch: Instant::now(),
+            ids: Vec::with_capacity(64),
+            known_ids: Vec::with_capacity(64),
+            domains: Vec::with_capacity(64),
+            info: Vec::new(),
+            maps: Vec::new(),
+            pin_map: CpuMap::new(pcpus),
+            stale: true,
+            cpu_stats: Vec::new(),
+            cpu_stats_ok: true,
+            live_flag_ok: true,
+        })
+    }
+
+    /// The pCPU count, refused when the node reports none (nothing could be pinned).
+    pub fn pcpus_checked(&self) -> Result<usize, String> {
+        if self.pcpus == 0 {
+            Err("the node reports 0 pcpus".into())
+        } else {
+            Ok(self.pcpus)
+        }
+    }
+
+    fn track(&mut self, id: c_int) -> Result<(), Error> {
+        let dom = self.conn.domain_by_id(id)?;
+        let key = DomainKey {
+            uuid: dom.uuid()?,
+            id: dom.id(),
+        };
+        let name = dom.name()?;
+        let vcpus = dom.vcpu_count()?;
+        if vcpus > self.info.len() {
+            self.info.resize(vcpus, VcpuInfo::default());
+            self.maps.resize(vcpus * self.maplen, 0);
+        }
+        self.domains.push(Tracked {
+            dom,
+            key,
+            name,
+            vcpus,
+        });
+        Ok(())
+    }
+}
+
+impl Host for LibvirtHost<'_> {
+    type Error = Error;
+
+    fn pcpus(&self) -> usize {
+        self.pcpus
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn refresh(&mut self) -> Result<(), Error> {
+        self.conn.running_domain_ids(&mut self.ids)?;
+        self.ids.sort_unstable();
+        if !self.stale && self.ids == self.known_ids {
+            return Ok(());
+        }
+        self.stale = false;
+        let ids = &self.ids;
+        self.domains
+            .retain(|d| ids.binary_search(&(d.key.id as c_int)).is_ok());
+        for i in 0..self.ids.len() {
+            let id = self.ids[i];
+            if self.domains.iter().any(|d| d.key.id as c_int == id) {
+                continue;
+            }
+            match self.track(id) {
+                Ok(()) => {}
+                // Stopped between listing and lookup: it simply is not running.
+                Err(e) if e.kind() == FailureKind::DomainGone => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.domains.sort_unstable_by_key(|d| d.key.id);
+        self.known_ids.clear();
+        self.known_ids.extend_from_slice(&self.ids);
+        Ok(())
+    }
+
+    fn domain_count(&self) -> usize {
+        self.domains.len()
+    }
+
+    fn domain(&self, i: usize) -> DomainInfo<'_> {
+        let d = &self.domains[i];
+        DomainInfo {
+            key: d.key,
+            name: &d.name,
+        }
+    }
+
+    fn sample(&mut self, i: usize, out: &mut Vec<VcpuSample>) -> Result<(), Error> {
+        let d = &self.domains[i];
+        let n = d.vcpus;
+        let maplen = self.maplen;
+        let got = match d
+            .dom
+            .vcpus_into(&mut self.info[..n], &mut self.maps[..n * maplen], maplen)
+        {
+            Ok(got) => got,
+            Err(e) => {
+                // A domain destroyed while we read it fails with whatever the driver
+                // met first ("No such process" reading its threads, say). If it is no
+                // longer running, that is a stopped domain, not an error to report.
+                let e = if e.kind() == FailureKind::Other && !d.dom.is_active() {
+                    Error::local(
+                        e.call(),
+                        ffi::virErrorNumber::VIR_ERR_NO_DOMAIN,
+                        format!("domain stopped while being read: {}", e.message()),
+                    )
+                } else {
+                    e
+                };
+                if e.kind() == FailureKind::DomainGone {
+                    self.stale = true;
+                }
+                return Err(e);
+            }
+        };
+        let at_ns = self.now_ns();
+        let d = &self.domains[i];
+        for (k, info) in self.info[..got].iter().enumerate() {
+            let mask = cpumap::get_cpumap(&self.maps, maplen, k).unwrap_or(&[]);
+            out.push(VcpuSample {
+                domain: d.key,
+                vcpu: VcpuId(info.number()),
+                cpu_time_ns: info.cpu_time_ns(),
+                at_ns,
+                pinned_to: cpumap::only_cpu(mask, self.pcpus).map(|c| PcpuId(c as u32)),
+                last_ran_on: info
+                    .last_cpu()
+                    .filter(|&c| c < self.pcpus)
+                    .map(|c| PcpuId(c as u32)),
+            });
+        }
+        Ok(())
+    }
+
+    fn sample_pcpus(&mut self, out: &mut [PcpuTimes]) -> Result<bool, Error> {
+        if !self.cpu_stats_ok {
+            return Ok(false);
+        }
+        for (p, t) in out.iter_mut().enumerate().take(self.pcpus) {
+            match self.conn.pcpu_times(p, &mut self.cpu_stats) {
+                Ok(times) => *t = times,
+                Err(e) if e.kind() == FailureKind::ConnectionLost => return Err(e),
+                // The driver cannot tell (or not for this CPU): judge saturation from
+                // the vCPU figures from now on, rather than fail the tick every time.
+                Err(_) => {
+                    self.cpu_stats_ok = false;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn pin(&mut self, domain: DomainKey, vcpu: VcpuId, pcpu: PcpuId) -> Result<(), Error> {
+        const CALL: &str = "virDomainPinVcpu";
+        let Some(d) = self.domains.iter().find(|d| d.key == domain) else {
+            return Err(Error::local(
+                CALL,
+                ffi::virErrorNumber::VIR_ERR_NO_DOMAIN,
+                "domain is no longer running".into(),
+            ));
+        };
+        // The test driver accepts pins to CPUs that do not exist; never send one.
+        if let Err(e) = self.pin_map.set_only(pcpu.index()) {
+            return Err(Error::local(
+                CALL,
+                ffi::virErrorNumber::VIR_ERR_INVALID_ARG,
+                e.to_string(),
+            ));
+        }
+        if self.live_flag_ok {
+            let live = ffi::virDomainModificationImpact::VIR_DOMAIN_AFFECT_LIVE;
+            match d.dom.pin_vcpu_flags(vcpu, &self.pin_map, live) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.is(ffi::virErrorNumber::VIR_ERR_INVALID_ARG)
+                        || e.is(ffi::virErrorNumber::VIR_ERR_NO_SUPPORT) =>
+                {
+                    self.live_flag_ok = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        d.dom.pin_vcpu(vcpu, &self.pin_map)
+    }
+}
