@@ -1,9 +1,9 @@
-//! The boot sector: the machine code every guest runs and the parameters patched into it
-//! per guest. Knows nothing of virsh.
+//! The boot sector: the machine code every guest runs (assembled from `guest.S` in this
+//! directory) and the parameters patched into it per guest. Knows nothing of virsh.
 
 use super::Load;
 
-/// Offsets of the parameters patched into the image (see the source in `BOOT_CODE`).
+/// Offsets of the parameters patched into the image (the labels at the end of `guest.S`).
 /// Modes are indexed by initial APIC id, which QEMU numbers like libvirt's vCPUs when the
 /// domain gives no CPU topology (ours never does).
 const MODES_AT: usize = 0x1D0; // one byte per vCPU
@@ -20,16 +20,16 @@ const MODE_DUTY: u8 = 2;
 const PIT_DIVISOR: u16 = 1193;
 const DUTY_PERIOD_TICKS: u16 = 100;
 
-/// Machine code of the one boot sector every guest runs, linked at 0x7C00. It merges
-/// `../shared/notes/guests/{busy,idle,duty,smp}.S`; the source is beside each instruction,
-/// offsets in hex. Built once with
-/// `as --32 guest.S && ld -m elf_i386 -Ttext 0x7c00 --oformat binary`, so tests need no
-/// binutils. Flow: if more than one vCPU, copy the AP trampoline to 0x8000, enter
-/// protected mode to reach the xAPIC, send INIT-SIPI-SIPI to all others, and return to
-/// real mode; then COM1 <- 'R' (readiness: the BIOS is done and every vCPU runs its load;
-/// written after the wake-up, whose delay loops take ~0.4 s under nested KVM) and vCPU 0
-/// runs its mode (busy, idle or duty). Each AP reads its APIC id with CPUID and spins or
-/// halts according to its mode byte.
+/// Machine code of the one boot sector every guest runs, linked at 0x7C00: what
+/// `guest.S` in this directory assembles to (the build command is in its header), with
+/// the source beside each instruction and offsets in hex. Kept as bytes so starting a
+/// guest needs no assembler; `boot_code_matches_guest_s` in `tests/real_guests.rs`
+/// assembles the source to check that the two agree.
+/// Flow: if more than one vCPU, wake the others with INIT-SIPI-SIPI (a boot sector only
+/// runs on vCPU 0) from protected mode and return to real mode; then COM1 <- 'R', the
+/// readiness byte, written after the wake-up (its delay loops take ~0.4 s under nested
+/// KVM) so that it means every vCPU runs its load; then vCPU 0 runs its mode (busy, idle
+/// or duty) and each AP spins or halts by the mode byte of its APIC id.
 #[rustfmt::skip]
 const BOOT_CODE: &[u8] = &[
     // vCPU 0 (BSP): normalise CS:IP, flat real-mode segments
