@@ -10,7 +10,7 @@
 //! The measurements do not use the scheduler: each vCPU thread's affinity, CPU time and
 //! current pCPU come from /proc.
 
-#[path = "../tests/common/guests.rs"]
+#[path = "../tests/common/guests/mod.rs"]
 mod guests;
 
 use guests::{Fleet, GuestSpec, Load, Meter};

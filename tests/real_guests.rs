@@ -603,6 +603,53 @@ fn boot_sector_layout() {
     assert!(guests::boot_sector(&[Load::Busy; 33]).is_err());
 }
 
+/// `guest.S` assembles to exactly the code `boot_sector` writes, so the bytes the guests
+/// run and the source a reader edits cannot drift apart. Needs `as` and `ld` (binutils,
+/// which linking Rust on Linux already uses), not a hypervisor.
+#[test]
+fn boot_code_matches_guest_s() {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/guests/guest.S");
+    let dir = std::env::temp_dir().join(format!("vcpu-scheduler-guest-s-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    let (obj, bin) = (dir.join("guest.o"), dir.join("guest.bin"));
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?} (apt-get install binutils): {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("as").args(["--32", src, "-o"]).arg(&obj));
+    run(Command::new("ld")
+        .args(["-m", "elf_i386", "-Ttext", "0x7c00", "--oformat", "binary"])
+        .arg(&obj)
+        .arg("-o")
+        .arg(&bin));
+    let built = std::fs::read(&bin).expect("read the assembled boot sector");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Everything but the parameters (0x1D0..0x1F9), which boot_sector patches per guest.
+    let img = guests::boot_sector(&[Load::Busy]).expect("valid");
+    assert_eq!(
+        built.len(),
+        img.len(),
+        "guest.S must fill exactly 512 bytes"
+    );
+    let differs = |range: std::ops::Range<usize>| {
+        range.clone().find(|&i| built[i] != img[i]).map(|i| {
+            format!(
+                "first difference at {i:#05x}: guest.S {:#04x}, boot.rs {:#04x}",
+                built[i], img[i]
+            )
+        })
+    };
+    assert_eq!(differs(0..0x1D0), None, "code differs");
+    assert_eq!(differs(0x1FE..512), None, "signature differs");
+}
+
 #[test]
 fn cpulists_parse_as_virsh_prints_them() {
     assert_eq!(guests::parse_cpulist("0").unwrap(), [0]);

@@ -3,7 +3,8 @@
 //! judges balance; `tests/real_guests.rs` does that on real QEMU guests.
 
 use vcpu_scheduler::cpumap::CpuMap;
-use vcpu_scheduler::host::{FailureKind, Host, HostError, PcpuId, VcpuId, VcpuSample};
+use vcpu_scheduler::ffi::virErrorNumber::VIR_ERR_OPERATION_DENIED;
+use vcpu_scheduler::host::{DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId, VcpuSample};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
 
 fn fixture_uri() -> String {
@@ -15,6 +16,22 @@ fn fixture_uri() -> String {
 
 fn open() -> Connection {
     Connection::open(&fixture_uri()).expect("the test driver opens a file URI")
+}
+
+fn key_of(host: &LibvirtHost<'_>, name: &str) -> DomainKey {
+    (0..host.domain_count())
+        .map(|d| host.domain(d))
+        .find(|d| d.name == name)
+        .unwrap_or_else(|| panic!("no domain {name} in the fixture"))
+        .key
+}
+
+/// The pCPUs vCPU 0 of `key`'s domain may run on, as libvirt reports them. Read with the
+/// 8-CPU map the test driver itself claims (virNodeGetCPUMap), wider than the fixture's
+/// 4 pCPUs, so a pin to pCPU 5 would show up instead of being cut off.
+fn vcpu0_pcpus(conn: &Connection, key: DomainKey) -> Vec<usize> {
+    let dom = conn.domain_by_id(key.id as i32).unwrap();
+    dom.vcpu_pin_info(8).unwrap()[0].iter().collect()
 }
 
 fn samples_by_name(host: &mut LibvirtHost<'_>) -> Vec<(String, VcpuSample)> {
@@ -97,13 +114,11 @@ fn pins_to_pcpus_the_host_lacks_are_refused_before_libvirt_sees_them() {
     let conn = open();
     let mut host = LibvirtHost::new(&conn).unwrap();
     host.refresh().unwrap();
-    let key = host.domain(0).key;
+    let key = key_of(&host, "one");
     let err = host.pin(key, VcpuId(0), PcpuId(5)).unwrap_err();
     assert!(err.to_string().contains("pcpu 5 does not exist"), "{err}");
-    // The driver itself would have accepted it: the pin stays what it was.
-    let dom = conn.domain_by_id(key.id as i32).unwrap();
-    assert!(dom.vcpu_pin_info(4).unwrap()[0].count() >= 1);
-    assert!(dom.vcpu_pin_info(4).unwrap()[0].iter().all(|c| c < 4));
+    // The driver itself would have accepted it: the pin stays the fixture's, pCPU 0.
+    assert_eq!(vcpu0_pcpus(&conn, key), [0]);
 }
 
 #[test]
@@ -125,9 +140,22 @@ fn read_only_connections_read_but_cannot_pin() {
     let conn = Connection::open_read_only(&fixture_uri()).unwrap();
     let mut host = LibvirtHost::new(&conn).unwrap();
     host.refresh().unwrap();
-    let key = host.domain(0).key;
+    let key = key_of(&host, "one");
     let err = host.pin(key, VcpuId(0), PcpuId(1)).unwrap_err();
-    assert!(!err.to_string().is_empty());
+    // libvirt refuses before the driver runs; the call is virDomainPinVcpu or its Flags
+    // variant, whichever the host tried first.
+    assert_eq!(err.code(), VIR_ERR_OPERATION_DENIED as i32, "{err}");
+    assert!(
+        err.message()
+            .contains("read only access prevents virDomainPinVcpu"),
+        "{err}"
+    );
+    assert_eq!(
+        err.kind(),
+        FailureKind::Other,
+        "not a lost domain or connection"
+    );
+    assert_eq!(vcpu0_pcpus(&conn, key), [0], "the pin stays the fixture's");
 }
 
 #[test]
