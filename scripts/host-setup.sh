@@ -10,7 +10,8 @@ URI=qemu:///system
 SOCK=/run/libvirt/libvirt-sock
 WAIT_S=30
 PACKAGES=(libvirt-dev pkg-config libclang-dev libvirt-daemon-system
-          libvirt-daemon-driver-qemu qemu-system-x86 libvirt-clients)
+          libvirt-daemon-driver-qemu qemu-system-x86 libvirt-clients
+          binutils)  # as + ld: tests check the test guests' boot code against its source
 
 say() { printf 'host-setup: %s\n' "$*"; }
 die() { printf 'host-setup: error: %s\n' "$*" >&2; exit 1; }
