@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use getopts::Options;
 
-use crate::policy::Policy;
+use crate::policy::{DEFAULT_THRESHOLD_PCT, Params, Policy};
 use crate::scheduler::SchedConfig;
 use crate::select::Selection;
 
@@ -62,7 +62,14 @@ fn daemon_options() -> Options {
         "hypervisor URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)",
         "URI",
     );
-    o.optopt("t", "threshold", "balanced when the std. deviation of pCPU loads is at most SIGMA percentage points (default 5)", "SIGMA");
+    o.optopt(
+        "t",
+        "threshold",
+        &format!(
+            "balanced when the std. deviation of pCPU loads is at most SIGMA percentage points (default {DEFAULT_THRESHOLD_PCT})"
+        ),
+        "SIGMA",
+    );
     o.optopt(
         "p",
         "policy",
@@ -110,7 +117,7 @@ fn simulate_options() -> Options {
     o.optopt(
         "t",
         "threshold",
-        "balance threshold, as for the daemon (default 5)",
+        &format!("balance threshold, as for the daemon (default {DEFAULT_THRESHOLD_PCT})"),
         "SIGMA",
     );
     o.optflag("", "json", "one JSON object per tick, then the summary");
@@ -173,7 +180,10 @@ pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageErr
         return Err(UsageError(format!("invalid --connect URI {uri:?}")));
     }
     let sched = SchedConfig {
-        threshold_pct: parse_threshold(m.opt_str("threshold"))?,
+        params: Params {
+            threshold_pct: parse_threshold(m.opt_str("threshold"))?,
+            ..Params::default()
+        },
         policy: parse_policy(m.opt_str("policy"))?,
         dry_run: m.opt_present("dry-run"),
         select: Selection::new(
@@ -290,7 +300,7 @@ fn parse_interval(s: &str) -> Result<Duration, UsageError> {
 
 fn parse_threshold(s: Option<String>) -> Result<f64, UsageError> {
     match s {
-        None => Ok(SchedConfig::default().threshold_pct),
+        None => Ok(DEFAULT_THRESHOLD_PCT),
         Some(s) => positive(&s)
             .filter(|x| (MIN_THRESHOLD..=MAX_THRESHOLD).contains(x))
             .ok_or_else(|| {
@@ -342,7 +352,7 @@ mod tests {
         let c = run(&["2"]);
         assert_eq!(c.interval, Duration::from_secs(2));
         assert_eq!(c.uri, DEFAULT_URI);
-        assert_eq!(c.sched.threshold_pct, 5.0);
+        assert_eq!(c.sched.params.threshold_pct, 5.0);
         assert_eq!(c.sched.policy, Policy::Balance);
     }
 
@@ -363,7 +373,7 @@ mod tests {
         ]);
         assert_eq!(c.uri, "test:///default");
         assert_eq!(c.interval, Duration::from_millis(500));
-        assert_eq!(c.sched.threshold_pct, 2.5);
+        assert_eq!(c.sched.params.threshold_pct, 2.5);
         assert!(c.once && c.sched.dry_run);
         assert!(c.sched.select.manages("aos_1") && !c.sched.select.manages("aos_k"));
     }

@@ -96,6 +96,18 @@ pub trait HostError: fmt::Display {
     fn kind(&self) -> FailureKind;
 }
 
+/// Domain names by key, for printing. Every [`Host`] is one; reports hold one as a
+/// `&dyn DomainNames`, so printers need not know the host's type.
+pub trait DomainNames {
+    fn name_of(&self, key: DomainKey) -> Option<&str>;
+}
+
+impl<H: Host> DomainNames for H {
+    fn name_of(&self, key: DomainKey) -> Option<&str> {
+        self.domain_name(key)
+    }
+}
+
 /// A hypervisor as the scheduler sees it.
 ///
 /// Implementations must not allocate in steady state: [`Host::refresh`] may grow its

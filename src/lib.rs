@@ -7,10 +7,12 @@
 //! - [`host`]: the seam between the loop and the world; [`cpumap`]: libvirt's CPU masks.
 //! - [`sample`] (Measure), [`policy`] (Analyze), [`act`] (Act), tied together by
 //!   [`scheduler`].
-//! - [`cli`], [`report`], [`select`], [`signal`]: the program around the loop.
+//! - [`cli`], [`report`], [`select`], [`signal`], [`backoff`]: the program around the
+//!   loop.
 //! - [`sim`]: a simulated host running the same loop, its scenario files and runner.
 
 pub mod act;
+pub mod backoff;
 pub mod cli;
 pub mod cpumap;
 pub mod ffi;

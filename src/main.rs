@@ -6,6 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use vcpu_scheduler::backoff::Backoff;
 use vcpu_scheduler::cli::{self, Command, Config};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
 use vcpu_scheduler::report;
@@ -19,12 +20,15 @@ enum Failure {
     Usage(String),
     /// Could not do the job (connect, list, lost connection): exit 1.
     Runtime(String),
+    /// Whoever read our output stopped reading: exit 0, saying nothing.
+    OutputClosed,
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Usage(m) | Failure::Runtime(m) => f.write_str(m),
+            Failure::OutputClosed => f.write_str("output closed"),
         }
     }
 }
@@ -37,12 +41,12 @@ impl From<cli::UsageError> for Failure {
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("vcpu-scheduler: {f}");
             ExitCode::from(match f {
                 Failure::Usage(_) => 2,
-                Failure::Runtime(_) => 1,
+                Failure::Runtime(_) | Failure::OutputClosed => 1,
             })
         }
     }
@@ -87,18 +91,26 @@ fn simulate(a: cli::SimulateArgs) -> Result<(), Failure> {
     match vcpu_scheduler::sim::simulate::run(&a.file, &opts, &mut stdout.lock()) {
         Ok(_) => Ok(()),
         Err(e @ SimError::Scenario(_)) => Err(Failure::Usage(e.to_string())),
+        Err(SimError::Io(e)) => Err(io_failure(e)),
         Err(e) => Err(Failure::Runtime(e.to_string())),
     }
 }
 
+/// Output that cannot be written ends the program; a reader that went away (`| head`)
+/// ends it quietly, as it does other command-line tools.
 fn io_failure(e: io::Error) -> Failure {
-    Failure::Runtime(format!("cannot write output: {e}"))
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Failure::OutputClosed
+    } else {
+        Failure::Runtime(format!("cannot write output: {e}"))
+    }
 }
 
 /// How often a lost connection is re-opened before giving up, and the first wait
 /// (doubled each time: 1 + 2 + 4 + 8 + 16 s, about half a minute in all).
 const RECONNECT_TRIES: u32 = 5;
 const RECONNECT_FIRST_WAIT: Duration = Duration::from_secs(1);
+const RECONNECT_MAX_WAIT: Duration = Duration::from_secs(16);
 
 /// How one connected session ended.
 enum SessionEnd {
@@ -120,31 +132,11 @@ fn daemon(cfg: Config) -> Result<(), Failure> {
     let uri = cfg.uri.as_str();
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let mut first = true;
-    let (mut tries, mut wait) = (0, RECONNECT_FIRST_WAIT);
+    let mut backoff = Backoff::new(RECONNECT_FIRST_WAIT, RECONNECT_MAX_WAIT);
+    let mut conn = Connection::open(uri)
+        .map_err(|e| Failure::Runtime(format!("cannot connect to {uri}: {e}")))?;
+    let mut reconnected = false;
     loop {
-        let conn = match Connection::open(uri) {
-            Ok(c) => c,
-            Err(e) if first => {
-                return Err(Failure::Runtime(format!("cannot connect to {uri}: {e}")));
-            }
-            Err(e) => {
-                if tries == RECONNECT_TRIES {
-                    return Err(Failure::Runtime(format!(
-                        "lost {uri} and could not reconnect: {e}"
-                    )));
-                }
-                tries += 1;
-                eprintln!("vcpu-scheduler: cannot reconnect to {uri}: {e}; retrying in {wait:?}");
-                if !signal::sleep(wait) {
-                    return Ok(());
-                }
-                wait *= 2;
-                continue;
-            }
-        };
-        let reconnected = !first;
-        first = false;
         match session(&cfg, &conn, &mut out, reconnected)? {
             SessionEnd::Stopped => {
                 return conn
@@ -153,21 +145,36 @@ fn daemon(cfg: Config) -> Result<(), Failure> {
                     .map_err(|e| Failure::Runtime(format!("closing {uri}: {e}")));
             }
             SessionEnd::Lost(msg) => {
-                if tries == RECONNECT_TRIES {
-                    return Err(Failure::Runtime(format!("lost {uri}: {msg}")));
-                }
-                tries += 1;
-                eprintln!("vcpu-scheduler: lost {uri}: {msg}; reconnecting in {wait:?}");
                 drop(conn);
-                if !signal::sleep(wait) {
-                    return Ok(());
+                eprintln!("vcpu-scheduler: lost {uri}: {msg}");
+                match reconnect(uri, &mut backoff)? {
+                    Some(c) => conn = c,
+                    None => return Ok(()),
                 }
-                wait *= 2;
+                reconnected = true;
             }
         }
-        // A session that ran is a fresh start for the back-off.
-        if reconnected {
-            (tries, wait) = (0, RECONNECT_FIRST_WAIT);
+    }
+}
+
+/// Re-open `uri`, waiting between attempts as `backoff` says. `Ok(None)` when a stop was
+/// requested while waiting; an error once the attempts are used up.
+fn reconnect(uri: &str, backoff: &mut Backoff) -> Result<Option<Connection>, Failure> {
+    backoff.reset();
+    loop {
+        let wait = backoff.next_wait();
+        eprintln!("vcpu-scheduler: reconnecting to {uri} in {wait:?}");
+        if !signal::sleep(wait) {
+            return Ok(None);
+        }
+        match Connection::open(uri) {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) if backoff.attempts() == RECONNECT_TRIES => {
+                return Err(Failure::Runtime(format!(
+                    "lost {uri} and could not reconnect: {e}"
+                )));
+            }
+            Err(e) => eprintln!("vcpu-scheduler: cannot reconnect to {uri}: {e}"),
         }
     }
 }
@@ -196,7 +203,7 @@ fn session(
         if reconnected { "reconnected to " } else { "" },
         sched.report().units.len(),
         cfg.interval,
-        cfg.sched.threshold_pct,
+        cfg.sched.params.threshold_pct,
         cfg.sched.policy.name(),
         if cfg.sched.dry_run { ", dry run" } else { "" },
     )
@@ -221,13 +228,14 @@ fn print_tick<H: vcpu_scheduler::host::Host>(
     cfg: &Config,
     tty: bool,
 ) -> io::Result<()> {
+    let r = sched.report();
     if cfg.monitor {
-        report::write_monitor(out, sched, tty)?;
+        report::write_monitor(out, &r, tty)?;
     } else {
-        report::write_tick_line(out, sched)?;
+        report::write_tick_line(out, &r)?;
     }
     if cfg.verbose {
-        report::write_vcpu_table(out, sched)?;
+        report::write_vcpu_table(out, &r)?;
     }
     out.flush()
 }

@@ -1,16 +1,89 @@
-//! Output: one line per tick, the verbose per-vCPU table, and the live monitor view.
+//! Output: what one tick found ([`Report`]) and every way it is printed: the tick line,
+//! the verbose per-vCPU table, the live monitor view and the JSON line.
 //!
-//! Everything is written with `write!` straight to the caller's stream: nothing is
-//! formatted into a `String` first, so printing a tick allocates nothing.
+//! A [`Report`] carries all its writers need, so none of them reaches into the
+//! scheduler, and all of them print the one verdict [`Analysis::balanced`]. Everything
+//! is written with `write!` straight to the caller's stream: nothing is formatted into a
+//! `String` first, so printing a tick allocates nothing.
 
 use std::io::{self, Write};
 
-use crate::host::{DomainKey, Host, PcpuId};
-use crate::policy::Policy;
-use crate::scheduler::Scheduler;
+use crate::act::Move;
+use crate::host::{DomainKey, DomainNames, PcpuId};
+use crate::policy::Analysis;
+use crate::sample::Unit;
 
-fn name_of<H: Host>(s: &Scheduler<H>, key: DomainKey) -> &str {
-    s.host().domain_name(key).unwrap_or("?")
+/// One tick, as its printers see it.
+#[derive(Clone, Copy)]
+pub struct Report<'a> {
+    /// 0 for the first tick, which only records baselines.
+    pub tick: u64,
+    /// σ of measured and of demand loads, and the verdict on them.
+    pub analysis: Analysis,
+    pub threshold_pct: f64,
+    /// The policy's name (`balance`, `seed`).
+    pub policy: &'static str,
+    pub dry_run: bool,
+    /// Measured load of each pCPU, fraction of one pCPU.
+    pub loads: &'a [f64],
+    pub moves: &'a [Move],
+    /// Every vCPU seen this tick.
+    pub units: &'a [Unit],
+    /// Domain names, looked up by key when printed.
+    pub names: &'a dyn DomainNames,
+}
+
+impl Report<'_> {
+    /// The name of a domain, `?` if it vanished since the tick.
+    pub fn name(&self, key: DomainKey) -> &str {
+        self.names.name_of(key).unwrap_or("?")
+    }
+
+    /// What the tick line says after the loads (and JSON's `"outcome"`).
+    pub fn outcome(&self) -> Outcome {
+        if self.analysis.sigma_pct.is_none() {
+            Outcome::Baseline
+        } else if !self.moves.is_empty() {
+            Outcome::Moved
+        } else if self.analysis.balanced() {
+            Outcome::Balanced
+        } else {
+            Outcome::NoUsefulMove
+        }
+    }
+
+    /// σ of estimated demand, when it is over the threshold (saturated pCPUs all read
+    /// 100 % while their vCPUs want more, so measured σ alone can look even).
+    fn demand_note(&self) -> Option<f64> {
+        let a = &self.analysis;
+        a.demand_sigma_pct
+            .filter(|_| a.demand_estimated && !a.demand_within)
+    }
+}
+
+/// What became of a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The first sample: no usage yet.
+    Baseline,
+    /// Pins were made (or, in a dry run, planned).
+    Moved,
+    /// [`Analysis::balanced`]: nothing needed to change.
+    Balanced,
+    /// Over the threshold, and every candidate move would reverse the imbalance, gain
+    /// only noise, or touch a vCPU that just moved.
+    NoUsefulMove,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Baseline => "baseline",
+            Outcome::Moved => "moved",
+            Outcome::Balanced => "balanced",
+            Outcome::NoUsefulMove => "no useful move",
+        }
+    }
 }
 
 fn write_pcpu(w: &mut dyn Write, p: Option<PcpuId>) -> io::Result<()> {
@@ -24,48 +97,34 @@ fn write_pcpu(w: &mut dyn Write, p: Option<PcpuId>) -> io::Result<()> {
 ///
 /// `*` as a source means the vCPU could run on several pCPUs and was taken into
 /// management. In dry-run mode `moved` reads `would-move`.
-pub fn write_tick_line<H: Host>(w: &mut dyn Write, s: &Scheduler<H>) -> io::Result<()> {
-    let r = s.report();
+pub fn write_tick_line(w: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
     write!(w, "tick {}", r.tick)?;
-    match r.sigma_pct {
+    match r.analysis.sigma_pct {
         Some(sigma) => write!(w, " sigma={sigma:.1}")?,
         None => write!(w, " sigma=-")?,
     }
     w.write_all(b" loads=")?;
-    for (i, l) in r.loads_pct.iter().enumerate() {
+    for (i, l) in r.loads.iter().enumerate() {
         let sep = if i == 0 { "" } else { "," };
-        write!(w, "{sep}{l:.1}")?;
+        write!(w, "{sep}{:.1}", l * 100.0)?;
     }
-    if r.sigma_pct.is_none() {
-        write!(w, " baseline ({} vcpus)", r.units.len())?;
-    } else if r.moves.is_empty() {
-        let threshold = s.config().threshold_pct;
-        let within = r.sigma_pct.is_some_and(|sigma| sigma <= threshold);
-        w.write_all(if within {
-            b" balanced"
-        } else {
-            b" no useful move"
-        })?;
-        if !r.balanced {
-            // The policy saw an imbalance yet every move would reverse it, gain only
-            // noise, or touch a vCPU that just moved. With `balance` that can be in
-            // estimated demand while usage looks even (saturated pCPUs): say so.
-            if let Some(p) = r
-                .planned_sigma_pct
-                .filter(|_| s.config().policy == Policy::Balance)
-            {
-                write!(w, " (demand sigma={p:.1}")?;
-                w.write_all(if within { b", no useful move)" } else { b")" })?;
+    match r.outcome() {
+        Outcome::Baseline => write!(w, " baseline ({} vcpus)", r.units.len())?,
+        Outcome::Moved => {
+            w.write_all(if r.dry_run { b" would-move" } else { b" moved" })?;
+            for m in r.moves {
+                write!(w, " {}/{}:", r.name(m.domain), m.vcpu.0)?;
+                write_pcpu(w, m.from)?;
+                write!(w, "->{}", m.to.0)?;
+                if !m.applied && !r.dry_run {
+                    w.write_all(b"(failed)")?;
+                }
             }
         }
-    } else {
-        w.write_all(if r.dry_run { b" would-move" } else { b" moved" })?;
-        for m in r.moves {
-            write!(w, " {}/{}:", name_of(s, m.domain), m.vcpu.0)?;
-            write_pcpu(w, m.from)?;
-            write!(w, "->{}", m.to.0)?;
-            if !m.applied && !r.dry_run {
-                w.write_all(b"(failed)")?;
+        o @ (Outcome::Balanced | Outcome::NoUsefulMove) => {
+            write!(w, " {}", o.as_str())?;
+            if let Some(d) = r.demand_note() {
+                write!(w, " (demand sigma={d:.1})")?;
             }
         }
     }
@@ -73,15 +132,9 @@ pub fn write_tick_line<H: Host>(w: &mut dyn Write, s: &Scheduler<H>) -> io::Resu
 }
 
 /// The per-vCPU table printed under each tick line with `--verbose`.
-pub fn write_vcpu_table<H: Host>(w: &mut dyn Write, s: &Scheduler<H>) -> io::Result<()> {
-    let r = s.report();
+pub fn write_vcpu_table(w: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
     for u in r.units {
-        write!(
-            w,
-            "  {:<24} vcpu {:>3}  usage ",
-            name_of(s, u.domain),
-            u.vcpu.0
-        )?;
+        write!(w, "  {:<24} vcpu {:>3}  usage ", r.name(u.domain), u.vcpu.0)?;
         match u.usage {
             Some(x) => write!(w, "{:>5.1}%", x * 100.0)?,
             None => w.write_all(b"    - ")?,
@@ -102,24 +155,20 @@ const BAR: usize = 30;
 
 /// The live view: one bar per pCPU with the vCPUs placed there. On a terminal it
 /// redraws in place (cursor home, clear); otherwise it prints plain blocks.
-pub fn write_monitor<H: Host>(w: &mut dyn Write, s: &Scheduler<H>, tty: bool) -> io::Result<()> {
-    let r = s.report();
+pub fn write_monitor(w: &mut dyn Write, r: &Report<'_>, tty: bool) -> io::Result<()> {
     if tty {
         w.write_all(b"\x1b[H\x1b[J")?;
     }
-    let cfg = s.config();
     write!(
         w,
         "vcpu-scheduler  tick {}  policy {}  threshold {}  sigma ",
-        r.tick,
-        cfg.policy.name(),
-        cfg.threshold_pct
+        r.tick, r.policy, r.threshold_pct
     )?;
-    match r.sigma_pct {
+    match r.analysis.sigma_pct {
         Some(sigma) => writeln!(
             w,
             "{sigma:.1} {}",
-            if sigma <= cfg.threshold_pct {
+            if r.analysis.balanced() {
                 "(balanced)"
             } else {
                 "(unbalanced)"
@@ -127,7 +176,8 @@ pub fn write_monitor<H: Host>(w: &mut dyn Write, s: &Scheduler<H>, tty: bool) ->
         )?,
         None => writeln!(w, "- (first sample)")?,
     }
-    for (p, load) in r.loads_pct.iter().enumerate() {
+    for (p, load) in r.loads.iter().enumerate() {
+        let load = load * 100.0;
         let filled = ((load / 100.0) * BAR as f64).round().clamp(0.0, BAR as f64) as usize;
         write!(w, "pcpu {p:>3} [")?;
         for i in 0..BAR {
@@ -139,16 +189,98 @@ pub fn write_monitor<H: Host>(w: &mut dyn Write, s: &Scheduler<H>, tty: bool) ->
             .iter()
             .filter(|u| u.pinned_to.or(u.last_ran_on).map(|q| q.index()) == Some(p))
         {
-            write!(w, " {}/{}", name_of(s, u.domain), u.vcpu.0)?;
+            write!(w, " {}/{}", r.name(u.domain), u.vcpu.0)?;
             if u.pinned_to.is_none() {
                 w.write_all(b"*")?;
             }
         }
         writeln!(w)?;
     }
-    write_tick_line(w, s)?;
+    write_tick_line(w, r)?;
     if !tty {
         writeln!(w)?;
     }
     w.flush()
+}
+
+/// One JSON object per tick, the same facts as the tick line:
+/// `{"tick":3,"sigma":1.25,"loads":[..],"demand_sigma":9.1,"balanced":false,
+/// "outcome":"moved","moves":[{"domain":"web","vcpu":0,"from":0,"to":2,"applied":true}]}`
+/// (`sigma` null before usage is known, `from` null for a vCPU that had no single pin).
+pub fn write_json_tick(out: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
+    let a = &r.analysis;
+    write!(out, "{{\"tick\":{},\"sigma\":", r.tick)?;
+    write_json_num(out, a.sigma_pct)?;
+    out.write_all(b",\"loads\":[")?;
+    for (i, l) in r.loads.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write_json_num(out, Some(l * 100.0))?;
+    }
+    out.write_all(b"],\"demand_sigma\":")?;
+    write_json_num(out, a.demand_sigma_pct)?;
+    write!(
+        out,
+        ",\"sigma_within\":{},\"demand_within\":{},\"balanced\":{},\"outcome\":\"{}\",\"moves\":[",
+        a.sigma_within,
+        a.demand_within,
+        a.balanced(),
+        r.outcome().as_str()
+    )?;
+    for (i, m) in r.moves.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        out.write_all(b"{\"domain\":")?;
+        write_json_str(out, r.name(m.domain))?;
+        write!(out, ",\"vcpu\":{},\"from\":", m.vcpu.0)?;
+        match m.from {
+            Some(p) => write!(out, "{}", p.0)?,
+            None => out.write_all(b"null")?,
+        }
+        write!(out, ",\"to\":{},\"applied\":{}}}", m.to.0, m.applied)?;
+    }
+    out.write_all(b"]}\n")
+}
+
+/// A number rounded to what the output needs; `null` for none or non-finite (JSON has
+/// no NaN).
+pub fn write_json_num(out: &mut dyn Write, x: Option<f64>) -> io::Result<()> {
+    match x {
+        Some(x) if x.is_finite() => write!(out, "{}", (x * 1000.0).round() / 1000.0),
+        _ => out.write_all(b"null"),
+    }
+}
+
+/// A JSON string, escaping quotes, backslashes and control characters.
+pub fn write_json_str(out: &mut dyn Write, s: &str) -> io::Result<()> {
+    out.write_all(b"\"")?;
+    for c in s.chars() {
+        match c {
+            '"' => out.write_all(b"\\\"")?,
+            '\\' => out.write_all(b"\\\\")?,
+            c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c))?,
+            c => write!(out, "{c}")?,
+        }
+    }
+    out.write_all(b"\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_and_numbers() {
+        let mut out = Vec::new();
+        write_json_str(&mut out, "a\"b\\c\nd").unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\u000ad""#);
+        let mut out = Vec::new();
+        for x in [Some(1.23456), None, Some(f64::NAN), Some(100.0)] {
+            write_json_num(&mut out, x).unwrap();
+            out.push(b' ');
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), "1.235 null null 100 ");
+    }
 }

@@ -8,15 +8,17 @@
 
 use crate::act::{self, Move};
 use crate::host::Host;
-use crate::policy::{self, Analysis, Item, Params, Planned, Policy, Scratch};
+use crate::policy::{self, Analysis, Item, Outputs, Params, Planned, Policy, Scratch};
+use crate::report::Report;
 use crate::sample::{Sampler, Unit};
 use crate::select::Selection;
 
 /// What the scheduler is told to do; validated by the CLI before it gets here.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchedConfig {
-    /// σ of pCPU loads (percentage points) at or below which nothing changes.
-    pub threshold_pct: f64,
+    /// The threshold (σ of pCPU loads, percentage points, at or below which nothing
+    /// changes) and the policy's tuning.
+    pub params: Params,
     pub policy: Policy,
     /// Decide and report, never pin.
     pub dry_run: bool,
@@ -29,7 +31,7 @@ pub struct SchedConfig {
 impl Default for SchedConfig {
     fn default() -> Self {
         SchedConfig {
-            threshold_pct: 5.0,
+            params: Params::default(),
             policy: Policy::Balance,
             dry_run: false,
             select: Selection::default(),
@@ -38,30 +40,9 @@ impl Default for SchedConfig {
     }
 }
 
-/// The last tick, for printing.
-#[derive(Debug, Clone, Copy)]
-pub struct Report<'a> {
-    /// 0 for the first tick, which only records baselines.
-    pub tick: u64,
-    /// σ of measured pCPU loads, percentage points; `None` before usage is known.
-    pub sigma_pct: Option<f64>,
-    /// Measured load of each pCPU, percent of one pCPU.
-    pub loads_pct: &'a [f64],
-    pub moves: &'a [Move],
-    /// At or below the threshold, so nothing needed to change.
-    pub balanced: bool,
-    /// σ of the loads the policy balanced (estimated demand for `balance`), before
-    /// this tick's moves; it can exceed `sigma_pct` when saturation hides demand.
-    pub planned_sigma_pct: Option<f64>,
-    pub dry_run: bool,
-    /// Every vCPU seen this tick.
-    pub units: &'a [Unit],
-}
-
 pub struct Scheduler<H: Host> {
     host: H,
     cfg: SchedConfig,
-    params: Params,
     /// Ticks completed so far.
     ticks: u64,
     sampler: Sampler,
@@ -70,22 +51,20 @@ pub struct Scheduler<H: Host> {
     scratch: Scratch,
     planned: Vec<Planned>,
     moves: Vec<Move>,
-    loads_pct: Vec<f64>,
+    /// The policy's outputs: measured load of each pCPU, and the demand each item
+    /// showed when nothing held it back.
+    loads: Vec<f64>,
+    observed: Vec<Option<f64>>,
     analysis: Analysis,
     migrations: u64,
 }
 
 impl<H: Host> Scheduler<H> {
     pub fn new(host: H, cfg: SchedConfig) -> Self {
-        let params = Params {
-            threshold_pct: cfg.threshold_pct,
-            ..Params::default()
-        };
         let pcpus = host.pcpus();
         Scheduler {
             host,
             cfg,
-            params,
             ticks: 0,
             sampler: Sampler::default(),
             units: Vec::with_capacity(64),
@@ -93,11 +72,14 @@ impl<H: Host> Scheduler<H> {
             scratch: Scratch::default(),
             planned: Vec::with_capacity(64),
             moves: Vec::with_capacity(64),
-            loads_pct: Vec::with_capacity(pcpus),
+            loads: Vec::with_capacity(pcpus),
+            observed: Vec::with_capacity(64),
             analysis: Analysis {
                 sigma_pct: None,
-                planned_sigma_pct: None,
-                balanced: true,
+                demand_sigma_pct: None,
+                sigma_within: false,
+                demand_within: false,
+                demand_estimated: false,
             },
             migrations: 0,
         }
@@ -120,7 +102,7 @@ impl<H: Host> Scheduler<H> {
             .measure(&mut self.host, &self.cfg.select, &mut self.units)
     }
 
-    /// Analyze: per-pCPU loads, σ, and the policy's plan.
+    /// Analyze: per-pCPU loads, σ, the verdict and the policy's plan.
     fn analyze(&mut self) {
         let tick = self.ticks;
         let cooldown = self.cfg.cooldown_ticks;
@@ -134,23 +116,26 @@ impl<H: Host> Scheduler<H> {
             group: u.group,
             known_demand: u.known_demand,
         }));
+        self.loads.resize(self.host.pcpus(), 0.0);
+        self.observed.resize(self.items.len(), None);
+        let out = Outputs {
+            loads: &mut self.loads,
+            observed: &mut self.observed,
+            moves: &mut self.planned,
+        };
         self.analysis = policy::plan(
             self.cfg.policy,
             &self.items,
             &self.sampler.pcpu_busy,
-            self.host.pcpus(),
-            &self.params,
+            &self.cfg.params,
             &mut self.scratch,
-            &mut self.planned,
+            out,
         );
-        self.loads_pct.clear();
-        self.loads_pct
-            .extend(self.scratch.measured.iter().map(|l| l * 100.0));
         // Remember what each vCPU wanted when nothing held it back, for the next time
         // it shares a saturated pCPU.
-        for (i, u) in self.units.iter_mut().enumerate() {
-            if let Some(d) = policy::observed_demand(&self.items, &self.params, &self.scratch, i) {
-                u.known_demand = Some(d);
+        for (u, d) in self.units.iter_mut().zip(&self.observed) {
+            if d.is_some() {
+                u.known_demand = *d;
             }
         }
     }
@@ -167,16 +152,18 @@ impl<H: Host> Scheduler<H> {
         );
     }
 
+    /// The last tick, with everything its printers need.
     pub fn report(&self) -> Report<'_> {
         Report {
             tick: self.ticks.saturating_sub(1),
-            sigma_pct: self.analysis.sigma_pct,
-            loads_pct: &self.loads_pct,
-            moves: &self.moves,
-            balanced: self.analysis.balanced,
-            planned_sigma_pct: self.analysis.planned_sigma_pct,
+            analysis: self.analysis,
+            threshold_pct: self.cfg.params.threshold_pct,
+            policy: self.cfg.policy.name(),
             dry_run: self.cfg.dry_run,
+            loads: &self.loads,
+            moves: &self.moves,
             units: &self.units,
+            names: &self.host,
         }
     }
 

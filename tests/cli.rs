@@ -260,3 +260,24 @@ fn unselected_domains_are_never_pinned() {
         );
     }
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    let scenario = format!("{}/scenarios/large-64x300.scn", env!("CARGO_MANIFEST_DIR"));
+    let mut child = bin()
+        .args(["simulate", &scenario, "--ticks", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The pipe closes here, as `| head -1` closes it.
+    let o = child.wait_with_output().unwrap();
+    assert!(first.starts_with("tick 0 "), "{first:?}");
+    assert_eq!(stderr(&o), "", "nothing to say about a closed pipe");
+    assert_eq!(o.status.code(), Some(0));
+}

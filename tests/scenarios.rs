@@ -133,13 +133,54 @@ fn every_scenario_file_parses_and_runs_with_both_policies() {
                 policy,
                 ..SimOptions::default()
             };
-            let s = run(&path, &opts, &mut io::sink())
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut text = Vec::new();
+            let s =
+                run(&path, &opts, &mut text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(s.sigma_pct.len() as u64, s.ticks);
             assert!(s.max_over_bound >= 1.0 - 1e-9, "{}: {s}", path.display());
+            let json_opts = SimOptions { json: true, ..opts };
+            let mut json = Vec::new();
+            run(&path, &json_opts, &mut json).unwrap();
+            assert_text_and_json_agree(&path, &text, &json);
         }
     }
     assert!(count >= 16, "only {count} scenarios in {}", dir.display());
+}
+
+/// Every tick's text line and JSON object give the same verdict: the word after the
+/// loads is the JSON's `outcome`, and `balanced` is true exactly when the text says so.
+fn assert_text_and_json_agree(path: &Path, text: &[u8], json: &[u8]) {
+    let text = String::from_utf8_lossy(text);
+    let json = String::from_utf8_lossy(json);
+    let ticks: Vec<&str> = text.lines().filter(|l| l.starts_with("tick ")).collect();
+    let objects: Vec<&str> = json
+        .lines()
+        .filter(|l| l.starts_with("{\"tick\""))
+        .collect();
+    assert_eq!(ticks.len(), objects.len(), "{}", path.display());
+    for (line, obj) in ticks.iter().zip(&objects) {
+        let outcome = obj
+            .split("\"outcome\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("no outcome in {obj}"));
+        let after_loads = line.split(" loads=").nth(1).unwrap_or("");
+        let word = after_loads.split_once(' ').map_or("", |(_, rest)| rest);
+        let text_outcome = match word {
+            w if w.starts_with("would-move") || w.starts_with("moved") => "moved",
+            w if w.starts_with("balanced") => "balanced",
+            w if w.starts_with("no useful move") => "no useful move",
+            w if w.starts_with("baseline") => "baseline",
+            w => panic!("{}: unknown outcome in {line:?} ({w:?})", path.display()),
+        };
+        assert_eq!(text_outcome, outcome, "{}: {line} / {obj}", path.display());
+        let balanced = obj.contains("\"balanced\":true");
+        match text_outcome {
+            "balanced" => assert!(balanced, "{}: {line} / {obj}", path.display()),
+            "no useful move" => assert!(!balanced, "{}: {line} / {obj}", path.display()),
+            _ => {}
+        }
+    }
 }
 
 #[test]

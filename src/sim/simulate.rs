@@ -11,9 +11,8 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::host::Host;
-use crate::policy::Policy;
-use crate::report::write_tick_line;
+use crate::policy::{DEFAULT_THRESHOLD_PCT, Params, Policy};
+use crate::report::{write_json_num, write_json_tick, write_tick_line};
 use crate::scheduler::{SchedConfig, Scheduler};
 use crate::sim::scenario::{Action, Scenario, ScenarioError};
 use crate::sim::{SimHost, SimHostError};
@@ -39,7 +38,7 @@ impl Default for SimOptions {
             policy: Policy::Balance,
             ticks: None,
             json: false,
-            threshold_pct: 5.0,
+            threshold_pct: DEFAULT_THRESHOLD_PCT,
         }
     }
 }
@@ -154,7 +153,10 @@ pub fn run_scenario(
     }
 
     let cfg = SchedConfig {
-        threshold_pct: opts.threshold_pct,
+        params: Params {
+            threshold_pct: opts.threshold_pct,
+            ..Params::default()
+        },
         policy: opts.policy,
         ..SchedConfig::default()
     };
@@ -166,6 +168,7 @@ pub fn run_scenario(
     // Histories are the run's, not the tick's: sized up front (within reason).
     let cap = usize::try_from(ticks).unwrap_or(usize::MAX).min(1 << 20);
     let mut sigma_pct = Vec::with_capacity(cap);
+    let mut within = Vec::with_capacity(cap);
     let mut moves = Vec::with_capacity(cap);
     let mut event_ticks = Vec::new();
     let mut events = sc.events.iter().peekable();
@@ -192,7 +195,9 @@ pub fn run_scenario(
         let before = sched.migrations();
         sched.host_mut().advance(INTERVAL_NS);
         sched.tick().map_err(host_err(tick))?;
-        sigma_pct.push(sched.report().sigma_pct);
+        let a = sched.report().analysis;
+        sigma_pct.push(a.sigma_pct);
+        within.push(a.sigma_within);
         moves.push(sched.migrations() - before);
         print_tick(out, &sched, opts.json)?;
     }
@@ -200,7 +205,7 @@ pub fn run_scenario(
     let last_event = event_ticks.last().copied();
     let summary = Summary {
         ticks,
-        ticks_to_balance: ticks_to_balance(&sigma_pct, last_event, opts.threshold_pct),
+        ticks_to_balance: ticks_to_balance(&within, last_event),
         migrations: sched.migrations(),
         final_sigma_pct: sigma_pct.last().copied().flatten(),
         max_over_bound: sched.host().max_over_bound(),
@@ -217,21 +222,18 @@ pub fn run_scenario(
     Ok(summary)
 }
 
-/// Ticks from the last event (or the start) to the first tick from which σ ≤ threshold
-/// holds to the end. `sigma_pct[0]` is tick 1; an event at tick `e` is first measured
-/// at tick `e`, so balance at that very tick counts 1, as balance at tick 1 does.
-pub fn ticks_to_balance(
-    sigma_pct: &[Option<f64>],
-    last_event: Option<u64>,
-    threshold_pct: f64,
-) -> Option<u64> {
-    let balanced = |s: &Option<f64>| s.is_some_and(|s| s <= threshold_pct);
-    // Ticks at the end that are all balanced; none means it never settled.
-    let tail = sigma_pct.iter().rev().take_while(|s| balanced(s)).count();
+/// Ticks from the last event (or the start) to the first tick from which measured σ
+/// stays within the threshold ([`crate::policy::Analysis::sigma_within`], one entry per
+/// tick) to the end. `sigma_within[0]` is tick 1; an event at tick `e` is first
+/// measured at tick `e`, so balance at that very tick counts 1, as balance at tick 1
+/// does.
+pub fn ticks_to_balance(sigma_within: &[bool], last_event: Option<u64>) -> Option<u64> {
+    // Ticks at the end that are all within; none means it never settled.
+    let tail = sigma_within.iter().rev().take_while(|&&w| w).count();
     if tail == 0 {
         return None;
     }
-    let since = sigma_pct.len() as u64 - tail as u64 + 1; // first tick of that tail
+    let since = sigma_within.len() as u64 - tail as u64 + 1; // first tick of that tail
     let start = last_event.unwrap_or(1); // the first tick that measures the change
     Some(since.max(start) - start + 1)
 }
@@ -242,41 +244,12 @@ fn to_fractions(pct: &[f64], out: &mut Vec<f64>) {
 }
 
 fn print_tick(out: &mut dyn Write, sched: &Scheduler<SimHost>, json: bool) -> io::Result<()> {
-    if json {
-        write_json_tick(out, sched)
-    } else {
-        write_tick_line(out, sched)
-    }
-}
-
-/// `{"tick":3,"sigma":1.25,"loads":[..],"moves":[{"domain":"web","vcpu":0,"from":0,"to":2}]}`
-/// (`sigma` null before usage is known, `from` null for a vCPU that had no single pin).
-fn write_json_tick(out: &mut dyn Write, sched: &Scheduler<SimHost>) -> io::Result<()> {
     let r = sched.report();
-    write!(out, "{{\"tick\":{},\"sigma\":", r.tick)?;
-    write_json_num(out, r.sigma_pct)?;
-    out.write_all(b",\"loads\":[")?;
-    for (i, l) in r.loads_pct.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        write_json_num(out, Some(*l))?;
+    if json {
+        write_json_tick(out, &r)
+    } else {
+        write_tick_line(out, &r)
     }
-    write!(out, "],\"balanced\":{},\"moves\":[", r.balanced)?;
-    for (i, m) in r.moves.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        out.write_all(b"{\"domain\":")?;
-        write_json_str(out, sched.host().domain_name(m.domain).unwrap_or("?"))?;
-        write!(out, ",\"vcpu\":{},\"from\":", m.vcpu.0)?;
-        match m.from {
-            Some(p) => write!(out, "{}", p.0)?,
-            None => out.write_all(b"null")?,
-        }
-        write!(out, ",\"to\":{},\"applied\":{}}}", m.to.0, m.applied)?;
-    }
-    out.write_all(b"]}\n")
 }
 
 fn write_json_summary(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
@@ -296,74 +269,27 @@ fn write_json_summary(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
     out.write_all(b"}}\n")
 }
 
-/// A number rounded to what the output needs; `null` for none or non-finite (JSON has
-/// no NaN).
-fn write_json_num(out: &mut dyn Write, x: Option<f64>) -> io::Result<()> {
-    match x {
-        Some(x) if x.is_finite() => write!(out, "{}", (x * 1000.0).round() / 1000.0),
-        _ => out.write_all(b"null"),
-    }
-}
-
-/// A JSON string, escaping quotes, backslashes and control characters.
-fn write_json_str(out: &mut dyn Write, s: &str) -> io::Result<()> {
-    out.write_all(b"\"")?;
-    for c in s.chars() {
-        match c {
-            '"' => out.write_all(b"\\\"")?,
-            '\\' => out.write_all(b"\\\\")?,
-            c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c))?,
-            c => write!(out, "{c}")?,
-        }
-    }
-    out.write_all(b"\"")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ticks_to_balance_counts_from_the_measurement_of_the_change() {
-        let s = |v: &[f64]| v.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+        // `w` for a tick within the threshold, `x` for one over it.
+        let s = |v: &str| v.chars().map(|c| c == 'w').collect::<Vec<_>>();
         // Balanced from the first measurement: 1.
-        assert_eq!(ticks_to_balance(&s(&[1.0, 1.0, 1.0]), None, 5.0), Some(1));
+        assert_eq!(ticks_to_balance(&s("www"), None), Some(1));
         // One tick to fix: 2.
-        assert_eq!(ticks_to_balance(&s(&[40.0, 1.0, 1.0]), None, 5.0), Some(2));
+        assert_eq!(ticks_to_balance(&s("xww"), None), Some(2));
         // Balanced, then a blip, then balanced for good: from the blip's end.
-        assert_eq!(
-            ticks_to_balance(&s(&[1.0, 9.0, 1.0, 1.0]), None, 5.0),
-            Some(3)
-        );
+        assert_eq!(ticks_to_balance(&s("wxww"), None), Some(3));
         // An event at tick 3, measured at 3, fixed at 4: 2.
-        assert_eq!(
-            ticks_to_balance(&s(&[1.0, 1.0, 30.0, 1.0]), Some(3), 5.0),
-            Some(2)
-        );
+        assert_eq!(ticks_to_balance(&s("wwxw"), Some(3)), Some(2));
         // An event that disturbed nothing: 1.
-        assert_eq!(
-            ticks_to_balance(&s(&[9.0, 1.0, 1.0, 1.0]), Some(3), 5.0),
-            Some(1)
-        );
+        assert_eq!(ticks_to_balance(&s("xwww"), Some(3)), Some(1));
         // Never settled, or no measurement at all.
-        assert_eq!(ticks_to_balance(&s(&[1.0, 9.0]), None, 5.0), None);
-        assert_eq!(ticks_to_balance(&[None, None], None, 5.0), None);
-        assert_eq!(ticks_to_balance(&[], None, 5.0), None);
-        // The threshold itself counts as balanced.
-        assert_eq!(ticks_to_balance(&s(&[5.0]), None, 5.0), Some(1));
-    }
-
-    #[test]
-    fn json_strings_and_numbers() {
-        let mut out = Vec::new();
-        write_json_str(&mut out, "a\"b\\c\nd").unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\u000ad""#);
-        let mut out = Vec::new();
-        for x in [Some(1.23456), None, Some(f64::NAN), Some(100.0)] {
-            write_json_num(&mut out, x).unwrap();
-            out.push(b' ');
-        }
-        assert_eq!(String::from_utf8(out).unwrap(), "1.235 null null 100 ");
+        assert_eq!(ticks_to_balance(&s("wx"), None), None);
+        assert_eq!(ticks_to_balance(&[], None), None);
     }
 
     #[test]

@@ -1,0 +1,310 @@
+//! Analyze: from per-vCPU usage, decide which vCPUs go to which pCPU this tick, and
+//! whether the host is balanced.
+//!
+//! Pure functions over slices of numbers and plain indices; knows nothing of libvirt,
+//! clocks or I/O, so the same code runs on a live host and in the simulator. The caller
+//! owns every buffer: [`Scratch`] for the work in between, [`Outputs`] for the results.
+//!
+//! Units: usage, demand and load are fractions of one pCPU (1.0 = one pCPU busy);
+//! σ is reported in percentage points, as the course and the threshold use it.
+//!
+//! Files: this one has the types, [`plan`] and the verdict ([`Analysis::balanced`]);
+//! `demand.rs` turns usage into the demand the policy plans with; `moves.rs` picks the
+//! moves (new vCPUs, `seed`'s one move, `balance`'s moves and swaps).
+
+mod demand;
+mod moves;
+
+/// σ (percentage points) at or below which a host is balanced, unless told otherwise.
+/// The course's figure, and the one place it is written.
+pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
+
+/// Which rule decides the moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// The seed design, verbatim: when σ > threshold, one move from the busiest pCPU to
+    /// the idlest, of the vCPU that best narrows their gap. The reference.
+    Seed,
+    /// The default: plans every move needed this tick from estimated demand, with
+    /// safeguards against noise (see [`plan`]).
+    Balance,
+}
+
+impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "seed" => Some(Policy::Seed),
+            "balance" => Some(Policy::Balance),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Seed => "seed",
+            Policy::Balance => "balance",
+        }
+    }
+}
+
+/// The threshold and the tuning of the `balance` policy. Defaults are what the README
+/// documents; each says why it has its value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// σ of pCPU load, in percentage points, at or below which the host is balanced.
+    pub threshold_pct: f64,
+    /// A move must lower the busier pCPU of its pair by at least this much (fraction of
+    /// a pCPU): smaller gains are within measurement noise and not worth a migration.
+    /// 0.03: QEMU's vCPU times move in 10 ms steps, so a 1 s sample is ±1 % per vCPU.
+    pub min_gain: f64,
+    /// Once balancing starts, keep planning until σ is this fraction of the threshold,
+    /// so the next tick's noise does not push the host straight back over it.
+    pub target_ratio: f64,
+    /// A pCPU busy at or above this fraction is saturated: the usage of its vCPUs
+    /// understates what they would use elsewhere. 0.95, not 1.0: the host's own
+    /// threads and sampling jitter keep a full pCPU from reading exactly 100 %.
+    pub saturated: f64,
+    /// On a saturated pCPU, a vCPU getting at least this fraction of the top share there
+    /// counts as capped. 0.9: fair shares are equal, but measured ones differ by noise.
+    pub capped_share: f64,
+    /// A pCPU with a single vCPU is still shared when host work takes at least this
+    /// fraction of it (busy minus vCPU load). 0.1: below that it is sampling noise.
+    pub host_share: f64,
+    /// A capped vCPU that gets at most this multiple of its known demand is assumed to
+    /// still want just that. 1.05 absorbs measurement noise; more means it grew.
+    pub known_slack: f64,
+    /// A vCPU whose demand is a guess may move where free capacity covers this fraction
+    /// of what it gets now (0.9: as much, give or take noise) ...
+    pub room_fit: f64,
+    /// ... or where an equal share would be this multiple of what it gets now (1.1:
+    /// clearly more, not a gain within noise).
+    pub room_gain: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            threshold_pct: DEFAULT_THRESHOLD_PCT,
+            min_gain: 0.03,
+            target_ratio: 0.6,
+            saturated: 0.95,
+            capped_share: 0.9,
+            host_share: 0.1,
+            known_slack: 1.05,
+            room_fit: 0.9,
+            room_gain: 1.1,
+        }
+    }
+}
+
+/// One vCPU as the policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Item {
+    /// Usage over the last interval, `None` until a domain has been sampled twice.
+    pub usage: Option<f64>,
+    /// The one pCPU the vCPU is pinned to, if it is pinned to exactly one.
+    pub pinned: Option<usize>,
+    /// Where it last ran: where the load of an unpinned vCPU is.
+    pub last_ran: Option<usize>,
+    /// May the policy move it? False for unselected domains.
+    pub managed: bool,
+    /// Moved recently: counted, but not moved again yet (the anti-ping-pong cooldown).
+    pub cooling: bool,
+    /// Which domain it belongs to (an index valid this tick): vCPUs of one domain are
+    /// kept on different pCPUs when the choice is otherwise a tie.
+    pub group: u32,
+    /// Its usage the last time it ran on a pCPU with room to spare, where usage is
+    /// demand (what [`Outputs::observed`] reported then). Refines the guess when it is
+    /// squeezed again.
+    pub known_demand: Option<f64>,
+}
+
+/// One planned pin: item index (into the slice given to [`plan`]) to pCPU `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    pub item: usize,
+    pub to: usize,
+    /// The move was planned on a guessed demand: it explores, and the next tick's
+    /// measurement may well call for another move of the same vCPU. Such moves do not
+    /// start the cooldown, which exists to stop noise on *known* demand ping-ponging.
+    pub guessed: bool,
+}
+
+/// What the analysis found, besides the moves: the figures and the verdict on them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Analysis {
+    /// σ of measured pCPU loads, percentage points. `None` when nothing was measured.
+    pub sigma_pct: Option<f64>,
+    /// σ of the loads the policy planned with (estimated demand for `balance`, usage
+    /// for `seed`), before this tick's moves. `None` when nothing was measured.
+    pub demand_sigma_pct: Option<f64>,
+    /// Measured σ is known and at or below the threshold.
+    pub sigma_within: bool,
+    /// Planned demand σ is known and at or below the threshold.
+    pub demand_within: bool,
+    /// The policy planned with demand it estimated beyond usage (`balance`), so the
+    /// demand σ says something measured σ does not.
+    pub demand_estimated: bool,
+}
+
+impl Analysis {
+    /// The verdict every printer shows: the host is balanced when both what was
+    /// measured and what the vCPUs demand are within the threshold. (Saturated pCPUs
+    /// all read 100 %, so measured σ alone can look even while demand is not.)
+    pub fn balanced(&self) -> bool {
+        self.sigma_within && self.demand_within
+    }
+}
+
+/// What [`plan`] hands back, into buffers the caller owns and sizes: `loads` one entry
+/// per pCPU (its length *is* the pCPU count), `observed` one per item.
+#[derive(Debug)]
+pub struct Outputs<'a> {
+    /// Measured load of each pCPU: the usage of the vCPUs on it.
+    pub loads: &'a mut [f64],
+    /// Per item: its usage when that usage *is* its demand (it was not held back by
+    /// sharing its pCPU), else `None`. Callers keep it as [`Item::known_demand`].
+    pub observed: &'a mut [Option<f64>],
+    /// The pins to make, cleared and filled.
+    pub moves: &'a mut Vec<Planned>,
+}
+
+/// Per pCPU, the analysis's working figures.
+#[derive(Debug, Default, Clone, Copy)]
+struct PcpuWork {
+    /// Measured load (what is reported and what `seed` balances).
+    measured: f64,
+    /// Planning load: starts from pinned vCPUs' demand, updated as moves are planned.
+    load: f64,
+    /// Number of vCPUs on it (planned positions).
+    count: u32,
+    /// Highest usage of a vCPU running there, and how many run there (for the
+    /// saturation test; unpinned vCPUs count where they last ran).
+    top: f64,
+    sharing: u32,
+    /// The fraction that was busy, by vCPUs or anything else on the host (the vCPU
+    /// load where the host cannot tell).
+    busy: f64,
+}
+
+/// Per item, the analysis's working figures.
+#[derive(Debug, Default, Clone, Copy)]
+struct ItemWork {
+    /// The demand the policy plans with, and whether it is only a guess.
+    demand: f64,
+    uncertain: bool,
+    /// Where it is in the plan (`None` = not placed), and whether it moved this tick.
+    at: Option<usize>,
+    moved: bool,
+}
+
+/// Buffers the analysis reuses; sized once per host shape. One struct per pCPU and one
+/// per item, so a new working figure cannot be forgotten when they are reset.
+#[derive(Debug, Default, Clone)]
+pub struct Scratch {
+    pcpu: Vec<PcpuWork>,
+    item: Vec<ItemWork>,
+    /// Item indices, for sorting new vCPUs by demand.
+    order: Vec<usize>,
+}
+
+impl Scratch {
+    fn reset(&mut self, pcpus: usize, items: usize) {
+        self.pcpu.clear();
+        self.pcpu.resize(pcpus, PcpuWork::default());
+        self.item.clear();
+        self.item.resize(items, ItemWork::default());
+        self.order.clear();
+    }
+
+    fn sigma_of(&self, f: impl Fn(&PcpuWork) -> f64 + Copy) -> f64 {
+        sigma_pct_iter(self.pcpu.iter().map(f))
+    }
+}
+
+/// Population standard deviation of `loads`, in percentage points of one pCPU.
+pub fn sigma_pct(loads: &[f64]) -> f64 {
+    sigma_pct_iter(loads.iter().copied())
+}
+
+fn sigma_pct_iter(loads: impl Iterator<Item = f64> + Clone) -> f64 {
+    let (n, sum) = loads
+        .clone()
+        .fold((0usize, 0.0), |(n, s), l| (n + 1, s + l));
+    if n == 0 {
+        return 0.0;
+    }
+    let mean = sum / n as f64;
+    let var = loads.map(|l| (l - mean) * (l - mean)).sum::<f64>() / n as f64;
+    var.sqrt() * 100.0
+}
+
+/// Decide this tick's pins and give the verdict. `out.loads.len()` is the number of
+/// pCPUs (≥ 1) and `out.observed.len() == items.len()`.
+///
+/// Both policies first take new vCPUs into management: a managed vCPU whose affinity
+/// spans several pCPUs (new domains start that way) is pinned to one, largest demand
+/// first onto the least loaded pCPU, so the loads stay even.
+///
+/// `seed` then makes at most one move, busiest → idlest, unless the host is balanced.
+///
+/// `balance` plans with *demand* rather than usage: a vCPU on a saturated pCPU that gets
+/// as much as its busiest neighbour may want a whole pCPU (four busy vCPUs on one pCPU
+/// each measure 25 %), so it is counted at its known demand (its usage the last time it
+/// was not held back) or, with none, as 1.0 until a move shows otherwise. While σ of
+/// those loads is above the threshold it repeatedly takes the busiest pCPU and makes
+/// the single move (or, failing that, the swap) that lowers the sum of squared loads
+/// most, subject to: the destination must end below where the source started, minus
+/// `min_gain` (no move reverses an imbalance or gains only noise); a guessed demand only
+/// moves where it would get more than it has now; recently moved vCPUs stay put. Ties
+/// go to the pCPU with fewer vCPUs of the same domain. It stops at
+/// `target_ratio × threshold`, or when no move helps.
+pub fn plan(
+    policy: Policy,
+    items: &[Item],
+    pcpu_busy: &[Option<f64>],
+    params: &Params,
+    s: &mut Scratch,
+    out: Outputs<'_>,
+) -> Analysis {
+    out.moves.clear();
+    s.reset(out.loads.len(), items.len());
+    demand::measure_loads(items, pcpu_busy, s);
+    let any_usage = items.iter().any(|i| i.usage.is_some());
+    let sigma = any_usage.then(|| s.sigma_of(|p| p.measured));
+
+    demand::estimate(policy, items, params, s);
+    moves::place_new(items, s, out.moves);
+    let demand_sigma = any_usage.then(|| s.sigma_of(|p| p.load));
+    let within = |x: Option<f64>| x.is_some_and(|x| x <= params.threshold_pct);
+    let analysis = Analysis {
+        sigma_pct: sigma,
+        demand_sigma_pct: demand_sigma,
+        sigma_within: within(sigma),
+        demand_within: within(demand_sigma),
+        demand_estimated: policy == Policy::Balance,
+    };
+
+    // `seed` balances what it measures; `balance` what the vCPUs demand, which is what
+    // it can change (measured σ can stay over on a host no placement evens out).
+    let act = match policy {
+        Policy::Seed => !analysis.balanced(),
+        Policy::Balance => !analysis.demand_within,
+    };
+    if any_usage && act {
+        match policy {
+            Policy::Seed => moves::seed_move(items, s, out.moves),
+            Policy::Balance => moves::balance_moves(items, params, s, out.moves),
+        }
+    }
+    for (p, w) in out.loads.iter_mut().zip(&s.pcpu) {
+        *p = w.measured;
+    }
+    for (i, o) in out.observed.iter_mut().enumerate() {
+        *o = demand::observed(items, params, s, i);
+    }
+    analysis
+}
+
+#[cfg(test)]
+mod tests;

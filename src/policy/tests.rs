@@ -1,0 +1,238 @@
+use super::*;
+
+fn pinned(usage: f64, p: usize, group: u32) -> Item {
+    Item {
+        usage: Some(usage),
+        pinned: Some(p),
+        last_ran: Some(p),
+        managed: true,
+        cooling: false,
+        group,
+        known_demand: None,
+    }
+}
+
+fn run(policy: Policy, items: &[Item], pcpus: usize) -> (Analysis, Vec<Planned>) {
+    run_out(policy, items, pcpus).0
+}
+
+/// Also the outputs: measured loads and observed demand.
+#[allow(clippy::type_complexity)]
+fn run_out(
+    policy: Policy,
+    items: &[Item],
+    pcpus: usize,
+) -> ((Analysis, Vec<Planned>), Vec<f64>, Vec<Option<f64>>) {
+    let mut s = Scratch::default();
+    let mut moves = Vec::new();
+    let mut loads = vec![f64::NAN; pcpus];
+    let mut observed = vec![Some(f64::NAN); items.len()];
+    let out = Outputs {
+        loads: &mut loads,
+        observed: &mut observed,
+        moves: &mut moves,
+    };
+    let a = plan(policy, items, &[], &Params::default(), &mut s, out);
+    ((a, moves), loads, observed)
+}
+
+/// Loads after applying `moves` with measured usage.
+fn after(items: &[Item], moves: &[Planned], pcpus: usize) -> Vec<f64> {
+    let mut at: Vec<Option<usize>> = items.iter().map(|i| i.pinned).collect();
+    for m in moves {
+        at[m.item] = Some(m.to);
+    }
+    let mut loads = vec![0.0; pcpus];
+    for (i, it) in items.iter().enumerate() {
+        if let (Some(p), Some(u)) = (at[i], it.usage) {
+            loads[p] += u;
+        }
+    }
+    loads
+}
+
+#[test]
+fn sigma_is_population_std_dev_in_points() {
+    assert_eq!(sigma_pct(&[0.5, 0.5]), 0.0);
+    assert!((sigma_pct(&[1.0, 0.0]) - 50.0).abs() < 1e-9);
+    assert_eq!(sigma_pct(&[]), 0.0);
+}
+
+#[test]
+fn balanced_host_gets_no_moves() {
+    let items: Vec<Item> = (0..8).map(|i| pinned(0.5, i % 4, i as u32)).collect();
+    for policy in [Policy::Seed, Policy::Balance] {
+        let (a, moves) = run(policy, &items, 4);
+        assert!(a.balanced());
+        assert!(moves.is_empty(), "{policy:?}: {moves:?}");
+    }
+}
+
+#[test]
+fn seed_makes_one_move_busiest_to_idlest() {
+    let items: Vec<Item> = (0..4).map(|i| pinned(0.25, 0, i)).collect();
+    let (a, moves) = run(Policy::Seed, &items, 4);
+    assert!(!a.balanced());
+    assert_eq!(moves.len(), 1);
+    assert_ne!(moves[0].to, 0);
+}
+
+#[test]
+fn balance_sees_hidden_demand_and_spreads_in_one_tick() {
+    // Four busy vCPUs sharing pCPU 0 each measure 25 %; they want a pCPU each.
+    let items: Vec<Item> = (0..4).map(|i| pinned(0.25, 0, i)).collect();
+    let (_, moves) = run(Policy::Balance, &items, 4);
+    assert_eq!(moves.len(), 3);
+    let mut dst: Vec<usize> = moves.iter().map(|m| m.to).collect();
+    dst.sort();
+    assert_eq!(dst, vec![1, 2, 3]);
+}
+
+#[test]
+fn saturated_pair_is_not_moved_onto_a_busy_pcpu() {
+    // Two 50 % vCPUs fill pCPU 0; pCPU 1 is 90 % used. Moving one would overload 1.
+    let items = [pinned(0.5, 0, 0), pinned(0.5, 0, 1), pinned(0.9, 1, 2)];
+    let (_, moves) = run(Policy::Balance, &items, 2);
+    assert!(moves.is_empty(), "{moves:?}");
+}
+
+#[test]
+fn three_busy_against_one_is_fixed_although_measured_sigma_is_zero() {
+    let items = [
+        pinned(0.33, 0, 0),
+        pinned(0.33, 0, 1),
+        pinned(0.34, 0, 2),
+        pinned(1.0, 1, 3),
+    ];
+    let (a, moves) = run(Policy::Balance, &items, 2);
+    assert!(a.sigma_pct.unwrap() < 5.0);
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].to, 1);
+}
+
+#[test]
+fn no_move_that_reverses_the_imbalance() {
+    // 60 vs 40 with one 60 % vCPU: moving it gives 0 vs 100, worse.
+    let items = [pinned(0.6, 0, 0), pinned(0.4, 1, 1)];
+    for policy in [Policy::Seed, Policy::Balance] {
+        let (_, moves) = run(policy, &items, 2);
+        assert!(moves.is_empty(), "{policy:?}");
+    }
+}
+
+#[test]
+fn swap_when_no_single_move_helps() {
+    // pCPU 0: 50+30, pCPU 1: 40+10. Gap 30; no single vCPU ≤ 15 on pCPU 0; swapping
+    // 30 and 10 evens it to 60/60... 50+10 / 40+30 = 60/70, σ 5 → better than 80/50.
+    let items = [
+        pinned(0.5, 0, 0),
+        pinned(0.3, 0, 1),
+        pinned(0.4, 1, 2),
+        pinned(0.1, 1, 3),
+    ];
+    let (_, moves) = run(Policy::Balance, &items, 2);
+    assert_eq!(moves.len(), 2, "{moves:?}");
+    let loads = after(&items, &moves, 2);
+    assert!((loads[0] - loads[1]).abs() < 0.3 - 1e-9, "{loads:?}");
+}
+
+#[test]
+fn new_vcpus_are_placed_largest_first_one_heavy_one_light_per_pcpu() {
+    let mut items = Vec::new();
+    for i in 0..8u32 {
+        let u = if i % 2 == 0 { 0.9 } else { 0.2 };
+        items.push(Item {
+            usage: Some(u),
+            pinned: None,
+            // One heavy and one light last ran on each pCPU: 110 % of demand there.
+            last_ran: Some(i as usize / 2),
+            managed: true,
+            cooling: false,
+            known_demand: None,
+            group: i,
+        });
+    }
+    let (_, moves) = run(Policy::Balance, &items, 4);
+    assert_eq!(moves.len(), 8);
+    let loads = after(&items, &moves, 4);
+    for l in loads {
+        assert!((l - 1.1).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn vcpus_of_one_domain_spread_on_ties() {
+    let items: Vec<Item> = (0..2)
+        .map(|_| Item {
+            usage: Some(0.0),
+            pinned: None,
+            last_ran: None,
+            managed: true,
+            cooling: false,
+            known_demand: None,
+            group: 7,
+        })
+        .collect();
+    let (_, moves) = run(Policy::Balance, &items, 2);
+    assert_eq!(moves.len(), 2);
+    assert_ne!(moves[0].to, moves[1].to);
+}
+
+#[test]
+fn unmanaged_and_cooling_vcpus_stay_put() {
+    let mut items: Vec<Item> = (0..4).map(|i| pinned(1.0 / 4.0, 0, i)).collect();
+    items[0].managed = false;
+    items[1].cooling = true;
+    let (_, moves) = run(Policy::Balance, &items, 4);
+    // Only the two free vCPUs move, one to each of two idle pCPUs; the unmanaged and
+    // the cooling one stay on pCPU 0.
+    let mut moved: Vec<(usize, usize)> = moves.iter().map(|m| (m.item, m.to)).collect();
+    moved.sort();
+    assert_eq!(moved.len(), 2, "{moves:?}");
+    assert_eq!((moved[0].0, moved[1].0), (2, 3), "{moves:?}");
+    assert!(moved.iter().all(|&(_, to)| to != 0), "{moves:?}");
+    assert_ne!(moved[0].1, moved[1].1, "{moves:?}");
+}
+
+#[test]
+fn nothing_measured_means_nothing_decided() {
+    let items = [Item {
+        usage: None,
+        pinned: Some(0),
+        last_ran: Some(0),
+        managed: true,
+        cooling: false,
+        known_demand: None,
+        group: 0,
+    }];
+    let (a, moves) = run(Policy::Balance, &items, 2);
+    assert_eq!(a.sigma_pct, None);
+    assert!(moves.is_empty());
+}
+
+#[test]
+fn outputs_are_measured_loads_and_unheld_usage() {
+    // pCPU 0: two busy vCPUs sharing it (capped: usage says nothing of demand);
+    // pCPU 1: a 30 % vCPU alone (its usage is its demand).
+    let items = [pinned(0.5, 0, 0), pinned(0.5, 0, 1), pinned(0.3, 1, 2)];
+    let (_, loads, observed) = run_out(Policy::Balance, &items, 3);
+    assert_eq!(loads, vec![1.0, 0.3, 0.0]);
+    assert_eq!(observed, vec![None, None, Some(0.3)]);
+}
+
+#[test]
+fn the_verdict_needs_both_measured_and_demand_sigma_within() {
+    // Three busy vCPUs on pCPU 0 and one on pCPU 1: both read 100 % (measured σ 0),
+    // but the three want a pCPU each (demand σ 100).
+    let items = [
+        pinned(0.33, 0, 0),
+        pinned(0.33, 0, 1),
+        pinned(0.34, 0, 2),
+        pinned(1.0, 1, 3),
+    ];
+    let (a, _) = run(Policy::Balance, &items, 2);
+    assert!(a.sigma_within);
+    assert!(!a.demand_within);
+    assert!(!a.balanced());
+    assert!(a.demand_sigma_pct.unwrap() > 50.0, "{a:?}");
+}
