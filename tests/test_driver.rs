@@ -3,7 +3,7 @@
 //! judges balance; `tests/real_guests.rs` does that on real QEMU guests.
 
 use vcpu_scheduler::cpumap::CpuMap;
-use vcpu_scheduler::ffi::virErrorNumber::VIR_ERR_OPERATION_DENIED;
+use vcpu_scheduler::ffi::virErrorNumber::{VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_DENIED};
 use vcpu_scheduler::host::{DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId, VcpuSample};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
 
@@ -131,7 +131,9 @@ fn errors_carry_libvirts_own_message_and_are_classified() {
 
     let conn = open();
     let err = conn.domain_by_id(4242).err().expect("no domain 4242");
-    assert!(err.message().to_lowercase().contains("domain"), "{err}");
+    assert_eq!(err.code(), VIR_ERR_NO_DOMAIN as i32, "{err}");
+    assert_eq!(err.message(), "Domain not found", "libvirt's own words");
+    assert_eq!(err.call(), "virDomainLookupByID");
     assert_eq!(err.kind(), FailureKind::DomainGone);
 }
 
