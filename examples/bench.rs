@@ -34,7 +34,33 @@ use vcpu_scheduler::sim::SplitMix64;
 use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario};
 use vcpu_scheduler::sim::simulate::{SimOptions, Summary, run_scenario};
 
-const POLICIES: [Policy; 2] = [Policy::Seed, Policy::Balance];
+/// What is compared: a policy, and whether the simulated host reports run-queue delay
+/// (demand measured) or not (demand estimated from usage). `seed` plans on usage alone,
+/// so delay makes no difference to it.
+#[derive(Clone, Copy)]
+struct Variant {
+    label: &'static str,
+    policy: Policy,
+    delay: bool,
+}
+
+const VARIANTS: [Variant; 3] = [
+    Variant {
+        label: "seed",
+        policy: Policy::Seed,
+        delay: true,
+    },
+    Variant {
+        label: "balance, estimated",
+        policy: Policy::Balance,
+        delay: false,
+    },
+    Variant {
+        label: "balance, measured",
+        policy: Policy::Balance,
+        delay: true,
+    },
+];
 const RANDOM_SCENARIOS: u64 = 1000;
 const RANDOM_SEED: u64 = 0x5eed_2026;
 const GOOD_RATIO: f64 = 1.10;
@@ -66,41 +92,46 @@ fn scenario_table(dir: &Path) -> Result<(), String> {
     println!("## scenarios/*.scn");
     println!();
     println!(
-        "| scenario | ticks to balance (seed / balance) | migrations | final σ | max_over_bound | µs per tick |"
+        "Each cell: seed / balance with demand estimated / balance with demand measured."
     );
-    println!("|---|---|---|---|---|---|");
+    println!();
+    println!(
+        "| scenario | ticks to balance | migrations | reversals | final σ | max_over_bound | µs per tick |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for path in &files {
         let sc = Scenario::load(path).map_err(|e| e.to_string())?;
-        let mut runs = Vec::with_capacity(POLICIES.len());
-        let mut micros = Vec::with_capacity(POLICIES.len());
-        for policy in POLICIES {
-            let (s, elapsed) = simulate(&sc, policy)?;
-            micros.push(elapsed.as_secs_f64() * 1e6 / (s.ticks + 1) as f64);
+        let mut runs = Vec::with_capacity(VARIANTS.len());
+        let mut micros = Vec::with_capacity(VARIANTS.len());
+        for v in VARIANTS {
+            let (s, elapsed) = simulate(&sc, v)?;
+            micros.push(format!(
+                "{:.1}",
+                elapsed.as_secs_f64() * 1e6 / (s.ticks + 1) as f64
+            ));
             runs.push(s);
         }
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy())
             .unwrap_or_default();
-        let [seed, balance] = [&runs[0], &runs[1]];
+        let cells = |f: &dyn Fn(&Summary) -> String| {
+            runs.iter().map(f).collect::<Vec<_>>().join(" / ")
+        };
         println!(
-            "| {name} | {} / {} | {} / {} | {} / {} | {:.2} / {:.2} | {:.1} / {:.1} |",
-            ttb(seed),
-            ttb(balance),
-            seed.migrations,
-            balance.migrations,
-            sigma(seed),
-            sigma(balance),
-            seed.max_over_bound,
-            balance.max_over_bound,
-            micros[0],
-            micros[1],
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            cells(&ttb),
+            cells(&|s| s.migrations.to_string()),
+            cells(&|s| s.reversals.to_string()),
+            cells(&sigma),
+            cells(&|s| format!("{:.2}", s.max_over_bound)),
+            micros.join(" / "),
         );
     }
     Ok(())
 }
 
-/// Per policy: how many random scenarios ended within [`GOOD_RATIO`], overall and split
+/// Per variant: how many random scenarios ended within [`GOOD_RATIO`], overall and split
 /// by whether demand fits the host; time spent; the first failures.
 #[derive(Default)]
 struct Tally {
@@ -112,6 +143,7 @@ struct Tally {
     by_utilization: [(u64, u64); UTILIZATION.len()],
     worst: f64,
     migrations: u64,
+    reversals: u64,
     elapsed: Duration,
     ticks: u64,
     failures: Vec<(u64, Scenario, f64)>,
@@ -119,7 +151,7 @@ struct Tally {
 
 fn random_scenarios() -> Result<(), String> {
     let mut rng = SplitMix64::new(RANDOM_SEED);
-    let mut tallies: Vec<Tally> = POLICIES.iter().map(|_| Tally::default()).collect();
+    let mut tallies: Vec<Tally> = VARIANTS.iter().map(|_| Tally::default()).collect();
     let mut unreachable = 0;
     for n in 0..RANDOM_SCENARIOS {
         let sc = random_scenario(&mut rng, n);
@@ -139,14 +171,15 @@ fn random_scenarios() -> Result<(), String> {
             .iter()
             .position(|&hi| utilization <= hi)
             .unwrap_or(0);
-        let mut busiest = [0.0; POLICIES.len()];
-        for ((policy, t), b) in POLICIES.iter().zip(&mut tallies).zip(&mut busiest) {
-            let (s, elapsed) = simulate(&sc, *policy)?;
+        let mut busiest = [0.0; VARIANTS.len()];
+        for ((v, t), b) in VARIANTS.iter().zip(&mut tallies).zip(&mut busiest) {
+            let (s, elapsed) = simulate(&sc, *v)?;
             *b = s.max_over_bound * refs.bound;
             t.elapsed += elapsed;
             t.ticks += s.ticks + 1;
             t.total[fits] += 1;
             t.migrations += s.migrations;
+            t.reversals += s.reversals;
             t.worst = t.worst.max(s.max_over_bound);
             t.by_utilization[bucket].1 += 1;
             if s.max_over_bound <= GOOD_RATIO + 1e-9 {
@@ -170,22 +203,23 @@ fn random_scenarios() -> Result<(), String> {
     );
     println!();
     println!(
-        "| policy | all | demand fits the host | demand exceeds it | within {GOOD_RATIO:.2} of best known | worst | migrations | time per tick |"
+        "| variant | all | demand fits the host | demand exceeds it | within {GOOD_RATIO:.2} of best known | worst | migrations | reversals | time per tick |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    for (policy, t) in POLICIES.iter().zip(&tallies) {
+    for (v, t) in VARIANTS.iter().zip(&tallies) {
         let good = t.good[0] + t.good[1];
         let all = t.total[0] + t.total[1];
         println!(
-            "| {} | {} | {} | {} | {} | {:.2} | {} | {:.1} µs |",
-            policy.name(),
+            "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1} µs |",
+            v.label,
             fraction(good, all),
             fraction(t.good[0], t.total[0]),
             fraction(t.good[1], t.total[1]),
             fraction(t.near_best, all),
             t.worst,
             t.migrations,
+            t.reversals,
             t.elapsed.as_secs_f64() * 1e6 / t.ticks.max(1) as f64,
         );
     }
@@ -209,15 +243,16 @@ fn random_scenarios() -> Result<(), String> {
     }
     println!();
     println!("|---{}", "|---".repeat(UTILIZATION.len()) + "|");
-    for (policy, t) in POLICIES.iter().zip(&tallies) {
-        print!("| {} |", policy.name());
+    for (v, t) in VARIANTS.iter().zip(&tallies) {
+        print!("| {} |", v.label);
         for (good, total) in t.by_utilization {
             print!(" {} |", fraction(good, total));
         }
         println!();
     }
-    for (policy, t) in POLICIES.iter().zip(&tallies) {
-        save_failures(&out_dir, policy.name(), &t.failures)?;
+    for (v, t) in VARIANTS.iter().zip(&tallies) {
+        let tag = v.label.replace(", ", "-");
+        save_failures(&out_dir, &tag, &t.failures)?;
     }
     Ok(())
 }
@@ -327,18 +362,22 @@ fn random_scenario(rng: &mut SplitMix64, n: u64) -> Scenario {
         ticks: 30,
         noise_pct: 0.0,
         seed: n,
+        reports_delay: true,
         domains,
         events: Vec::new(),
     }
 }
 
-fn simulate(sc: &Scenario, policy: Policy) -> Result<(Summary, Duration), String> {
+/// Run `sc` as variant `v` sees it (a scenario's own `delay off` still holds).
+fn simulate(sc: &Scenario, v: Variant) -> Result<(Summary, Duration), String> {
     let opts = SimOptions {
-        policy,
+        policy: v.policy,
         ..SimOptions::default()
     };
+    let mut sc = sc.clone();
+    sc.reports_delay &= v.delay;
     let start = Instant::now();
-    let s = run_scenario(sc, &opts, &mut io::sink()).map_err(|e| e.to_string())?;
+    let s = run_scenario(&sc, &opts, &mut io::sink()).map_err(|e| e.to_string())?;
     Ok((s, start.elapsed()))
 }
 

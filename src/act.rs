@@ -50,6 +50,9 @@ pub fn apply<H: Host>(
             match host.pin(u.domain, u.vcpu, to) {
                 Ok(()) => {
                     m.applied = true;
+                    if let Some(from) = u.pinned_to {
+                        u.left = Some((tick, from));
+                    }
                     u.pinned_to = Some(to);
                     if !p.guessed {
                         u.moved_at = Some(tick);

@@ -12,6 +12,9 @@
 //! - `cpu_time_ns`: cumulative nanoseconds one vCPU has run (`virVcpuInfo.cpuTime`).
 //! - `usage`: Δcpu_time / Δwall of one vCPU, as a fraction of one pCPU (0.0–1.0).
 //! - `load`: the sum of the usage of the vCPUs on one pCPU.
+//! - `delay_ns`: cumulative nanoseconds one vCPU was runnable but waited for a pCPU
+//!   (libvirt's `vcpu.N.delay`, the guest's steal time).
+//! - `demand`: what a vCPU would use uncontended, (Δtime + Δdelay) / Δwall, 0.0–1.0.
 
 use std::fmt;
 
@@ -62,6 +65,18 @@ pub struct VcpuSample {
     /// Where the vCPU last ran (`virVcpuInfo.cpu`). Not its pinning: a vCPU allowed on
     /// all pCPUs still last ran on one of them.
     pub last_ran_on: Option<PcpuId>,
+    /// Run time and run-queue delay from one reading, where the host reports the delay
+    /// (libvirt's bulk stats on QEMU); `None` elsewhere.
+    pub run_queue: Option<RunQueue>,
+}
+
+/// Cumulative run time and run-queue delay of one vCPU, read together at `at_ns`, so
+/// that (Δtime + Δdelay) / Δat is what it wanted, whatever it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunQueue {
+    pub time_ns: u64,
+    pub delay_ns: u64,
+    pub at_ns: u64,
 }
 
 /// Cumulative time of one pCPU, nanoseconds: `busy_ns` (user + kernel, whoever ran)
@@ -137,6 +152,13 @@ pub trait Host {
             .map(|i| self.domain(i))
             .find(|d| d.key == key)
             .map(|d| d.name)
+    }
+
+    /// Read the run-queue figures of every vCPU of every domain at once, for the
+    /// [`Host::sample`] calls of this tick to attach. The default reads none: demand is
+    /// then estimated from usage.
+    fn sample_run_queues(&mut self) -> Result<(), Self::Error> {
+        Ok(())
     }
 
     /// Append one [`VcpuSample`] per vCPU of domain `i` to `out`, vCPU 0 first.

@@ -57,7 +57,7 @@ impl Report<'_> {
     fn demand_note(&self) -> Option<f64> {
         let a = &self.analysis;
         a.demand_sigma_pct
-            .filter(|_| a.demand_estimated && !a.demand_within)
+            .filter(|_| a.plans_on_demand && !a.demand_within)
     }
 }
 

@@ -1,10 +1,13 @@
-//! Measure: turn cumulative vCPU times into usage, one [`Unit`] per vCPU.
+//! Measure: turn cumulative vCPU times into usage and, where the host reports run-queue
+//! delay, into demand smoothed against noise; one [`Unit`] per vCPU.
 //!
 //! Previous samples are matched by domain key (UUID + run id) and vCPU number, never by
 //! position, so a domain that stops or starts cannot shift anyone else's figures. Knows
 //! the [`Host`] seam, not libvirt and not the policy.
 
-use crate::host::{DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, VcpuId, VcpuSample};
+use crate::host::{
+    DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, RunQueue, VcpuId, VcpuSample,
+};
 use crate::select::Selection;
 
 /// One vCPU this tick: what was read, the usage derived from it, and our own history.
@@ -27,6 +30,88 @@ pub struct Unit {
     pub moved_at: Option<u64>,
     /// Its usage when it last had room to spare: its demand then (see `policy`).
     pub known_demand: Option<f64>,
+    /// This tick's run-queue reading, the baseline for the next one.
+    pub run_queue: Option<RunQueue>,
+    /// What it wanted over the last interval, measured from run-queue delay and
+    /// smoothed; `None` where the host reports no delay, or no valid interval.
+    pub demand: Option<Smoothed>,
+    /// The tick it was last pinned away from a pCPU, and that pCPU (for the policy's
+    /// no-reversal rule and for counting reversals).
+    pub left: Option<(u64, PcpuId)>,
+}
+
+/// Where the demand the policy plans with comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemandMode {
+    /// Run time plus run-queue delay: what each vCPU wanted (libvirt's `vcpu.N.delay`).
+    Measured,
+    /// From usage alone: a vCPU sharing a saturated pCPU is guessed at (see `policy`).
+    Estimated,
+}
+
+impl DemandMode {
+    pub fn describe(self) -> &'static str {
+        match self {
+            DemandMode::Measured => "measured (run-queue delay)",
+            DemandMode::Estimated => "estimated from usage",
+        }
+    }
+}
+
+/// A measured figure smoothed against noise without lagging behind real changes.
+///
+/// Small differences from the running value are taken as noise and averaged away
+/// (exponentially, weight [`SMOOTH_WEIGHT`]), while their size is tracked as `noise`.
+/// A difference beyond the noise band (three times `noise`, at least
+/// [`JUMP_FLOOR`]) is a real change and is taken at once: a vCPU that turns busy is
+/// seen as busy the same tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Smoothed {
+    /// The smoothed value, fraction of a pCPU.
+    pub value: f64,
+    /// Mean absolute difference of the raw readings from `value`: the noise observed.
+    pub noise: f64,
+}
+
+/// Weight of a new reading within the noise band. 0.3: noise of ±10 % shrinks to about
+/// a third of itself, and a drift inside the band is followed within a few ticks.
+pub const SMOOTH_WEIGHT: f64 = 0.3;
+/// The smallest step taken as a real change. 0.05 of a pCPU: below what is worth a
+/// migration, above QEMU's 10 ms time steps at 1 s intervals.
+pub const JUMP_FLOOR: f64 = 0.05;
+
+impl Smoothed {
+    /// Fold one raw reading into `prev` (or start from it).
+    pub fn update(prev: Option<Smoothed>, raw: f64) -> Smoothed {
+        let Some(p) = prev else {
+            return Smoothed {
+                value: raw,
+                noise: 0.0,
+            };
+        };
+        let err = raw - p.value;
+        if err.abs() > JUMP_FLOOR.max(3.0 * p.noise) {
+            Smoothed {
+                value: raw,
+                noise: p.noise,
+            }
+        } else {
+            Smoothed {
+                value: p.value + SMOOTH_WEIGHT * err,
+                noise: p.noise + SMOOTH_WEIGHT * (err.abs() - p.noise),
+            }
+        }
+    }
+}
+
+/// Demand of one vCPU between two run-queue readings: (Δtime + Δdelay) / Δat, clamped to
+/// one pCPU. `None` without a forward interval, or when a counter went backwards (a
+/// reset, or a bad reading): that vCPU falls back to estimation for the tick.
+pub fn demand(prev: &RunQueue, now: &RunQueue) -> Option<f64> {
+    let dt = now.at_ns.checked_sub(prev.at_ns).filter(|&d| d > 0)?;
+    let ran = now.time_ns.checked_sub(prev.time_ns)?;
+    let waited = now.delay_ns.checked_sub(prev.delay_ns)?;
+    Some((ran.saturating_add(waited) as f64 / dt as f64).min(1.0))
 }
 
 /// Usage of one vCPU between two samples, or `None` when there is no valid interval.
@@ -42,7 +127,7 @@ pub fn usage(prev_time_ns: u64, prev_at_ns: u64, time_ns: u64, at_ns: u64) -> Op
 }
 
 /// Reads the host each tick and keeps the previous tick's units to difference against.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sampler {
     samples: Vec<VcpuSample>,
     /// Last tick's units, sorted by (domain, vcpu) for binary search.
@@ -54,8 +139,26 @@ pub struct Sampler {
     pcpu_prev: Vec<PcpuTimes>,
     pcpu_known: bool,
     /// Fraction of each pCPU that was busy since last tick, by anyone; `None` when
-    /// unknown (first tick, or a host that cannot tell).
+    /// unknown (first tick, a host that cannot tell, or demand measured, which does not
+    /// need it).
     pub pcpu_busy: Vec<Option<f64>>,
+    /// Where this tick's demand came from: measured if any vCPU had a run-queue reading.
+    pub mode: DemandMode,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler {
+            samples: Vec::new(),
+            prev: Vec::new(),
+            warned: Vec::new(),
+            pcpu_now: Vec::new(),
+            pcpu_prev: Vec::new(),
+            pcpu_known: false,
+            pcpu_busy: Vec::new(),
+            mode: DemandMode::Estimated,
+        }
+    }
 }
 
 impl Sampler {
@@ -71,7 +174,16 @@ impl Sampler {
         units: &mut Vec<Unit>,
     ) -> Result<(), H::Error> {
         host.refresh()?;
-        self.measure_pcpus(host)?;
+        host.sample_run_queues()?;
+        // How busy each pCPU was only helps to guess demand: skip those calls (one per
+        // pCPU) while demand is measured.
+        if self.mode == DemandMode::Estimated {
+            self.measure_pcpus(host)?;
+        } else {
+            self.pcpu_known = false;
+            self.pcpu_busy.clear();
+            self.pcpu_busy.resize(host.pcpus(), None);
+        }
         self.samples.clear();
         units.clear();
         for d in 0..host.domain_count() {
@@ -99,6 +211,11 @@ impl Sampler {
                 units.push(self.unit(s, d as u32, managed));
             }
         }
+        self.mode = if units.iter().any(|u| u.run_queue.is_some()) {
+            DemandMode::Measured
+        } else {
+            DemandMode::Estimated
+        };
         Ok(())
     }
 
@@ -141,6 +258,12 @@ impl Sampler {
             last_ran_on: s.last_ran_on,
             moved_at: prev.and_then(|p| p.moved_at),
             known_demand: prev.and_then(|p| p.known_demand),
+            run_queue: s.run_queue,
+            demand: prev.and_then(|p| {
+                let raw = demand(p.run_queue.as_ref()?, s.run_queue.as_ref()?)?;
+                Some(Smoothed::update(p.demand, raw))
+            }),
+            left: prev.and_then(|p| p.left),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct SchedConfig {
     pub select: Selection,
     /// Ticks a vCPU stays where `balance` put it before it may move again.
     pub cooldown_ticks: u64,
+    /// Ticks during which a vCPU is not sent back to the pCPU it was moved away from.
+    pub no_return_ticks: u64,
 }
 
 impl Default for SchedConfig {
@@ -36,6 +38,7 @@ impl Default for SchedConfig {
             dry_run: false,
             select: Selection::default(),
             cooldown_ticks: 2,
+            no_return_ticks: 5,
         }
     }
 }
@@ -79,7 +82,7 @@ impl<H: Host> Scheduler<H> {
                 demand_sigma_pct: None,
                 sigma_within: false,
                 demand_within: false,
-                demand_estimated: false,
+                plans_on_demand: false,
             },
             migrations: 0,
         }
@@ -105,16 +108,23 @@ impl<H: Host> Scheduler<H> {
     /// Analyze: per-pCPU loads, σ, the verdict and the policy's plan.
     fn analyze(&mut self) {
         let tick = self.ticks;
-        let cooldown = self.cfg.cooldown_ticks;
+        let (cooldown, no_return) = (self.cfg.cooldown_ticks, self.cfg.no_return_ticks);
         self.items.clear();
-        self.items.extend(self.units.iter().map(|u| Item {
-            usage: u.usage,
-            pinned: u.pinned_to.map(|p| p.index()),
-            last_ran: u.last_ran_on.map(|p| p.index()),
-            managed: u.managed,
-            cooling: u.moved_at.is_some_and(|t| tick < t + cooldown),
-            group: u.group,
-            known_demand: u.known_demand,
+        self.items.extend(self.units.iter().map(|u| {
+            Item {
+                usage: u.usage,
+                pinned: u.pinned_to.map(|p| p.index()),
+                last_ran: u.last_ran_on.map(|p| p.index()),
+                managed: u.managed,
+                cooling: u.moved_at.is_some_and(|t| tick < t + cooldown),
+                group: u.group,
+                known_demand: u.known_demand,
+                demand: u.demand.map(|d| d.value),
+                left: u
+                    .left
+                    .filter(|&(t, _)| tick <= t + no_return)
+                    .map(|(_, p)| p.index()),
+            }
         }));
         self.loads.resize(self.host.pcpus(), 0.0);
         self.observed.resize(self.items.len(), None);

@@ -188,6 +188,7 @@ impl Host for LibvirtHost<'_> {
                 cpu_time_ns: info.cpu_time_ns(),
                 at_ns,
                 pinned_to: cpumap::only_cpu(mask, self.pcpus).map(|c| PcpuId(c as u32)),
+                run_queue: None,
                 last_ran_on: info
                     .last_cpu()
                     .filter(|&c| c < self.pcpus)

@@ -48,6 +48,11 @@ pub(super) fn estimate(policy: Policy, items: &[Item], params: &Params, s: &mut 
         let Some(u) = it.usage else { continue };
         let mut d = u;
         if policy == Policy::Balance
+            && let Some(m) = it.demand
+        {
+            // Measured: what it wants, whatever it got. Nothing to guess.
+            d = m;
+        } else if policy == Policy::Balance
             && let Some(p) = it.pinned.or(it.last_ran)
             && capped(s, params, p, u)
         {

@@ -79,6 +79,14 @@ pub struct Params {
     /// ... or where an equal share would be this multiple of what it gets now (1.1:
     /// clearly more, not a gain within noise).
     pub room_gain: f64,
+    /// σ says little about one pCPU far above the rest on a large host (one pCPU 20
+    /// points over on 64 moves σ by 2.5). So `balance` also acts when the busiest pCPU's
+    /// demand is over this multiple of the best any placement could do,
+    /// max(largest demand, mean load) ...
+    pub top_trigger: f64,
+    /// ... and then plans until it is within this multiple (below the trigger, so the
+    /// next tick's noise does not trigger again).
+    pub top_target: f64,
 }
 
 impl Default for Params {
@@ -93,6 +101,8 @@ impl Default for Params {
             known_slack: 1.05,
             room_fit: 0.9,
             room_gain: 1.1,
+            top_trigger: 1.1,
+            top_target: 1.05,
         }
     }
 }
@@ -117,6 +127,12 @@ pub struct Item {
     /// demand (what [`Outputs::observed`] reported then). Refines the guess when it is
     /// squeezed again.
     pub known_demand: Option<f64>,
+    /// What it wants, measured (run time plus run-queue delay, smoothed), where the
+    /// host reports it. `balance` then plans with it and guesses nothing.
+    pub demand: Option<f64>,
+    /// The pCPU it was moved away from a few ticks ago: it is not sent back there yet
+    /// (a move that a later tick undoes was not worth making).
+    pub left: Option<usize>,
 }
 
 /// One planned pin: item index (into the slice given to [`plan`]) to pCPU `to`.
@@ -142,9 +158,9 @@ pub struct Analysis {
     pub sigma_within: bool,
     /// Planned demand σ is known and at or below the threshold.
     pub demand_within: bool,
-    /// The policy planned with demand it estimated beyond usage (`balance`), so the
-    /// demand σ says something measured σ does not.
-    pub demand_estimated: bool,
+    /// The policy planned with demand, measured or estimated, rather than usage
+    /// (`balance`), so the demand σ says something measured σ does not.
+    pub plans_on_demand: bool,
 }
 
 impl Analysis {
@@ -185,6 +201,9 @@ struct PcpuWork {
     /// The fraction that was busy, by vCPUs or anything else on the host (the vCPU
     /// load where the host cannot tell).
     busy: f64,
+    /// Where the items that started the search here sit in [`Scratch::members`].
+    first: usize,
+    len: usize,
 }
 
 /// Per item, the analysis's working figures.
@@ -196,6 +215,10 @@ struct ItemWork {
     /// Where it is in the plan (`None` = not placed), and whether it moved this tick.
     at: Option<usize>,
     moved: bool,
+    /// The run of items of its domain (`group_first..group_first + group_len`): the
+    /// vCPUs of one domain arrive together.
+    group_first: usize,
+    group_len: usize,
 }
 
 /// Buffers the analysis reuses; sized once per host shape. One struct per pCPU and one
@@ -206,19 +229,53 @@ pub struct Scratch {
     item: Vec<ItemWork>,
     /// Item indices, for sorting new vCPUs by demand.
     order: Vec<usize>,
+    /// Item indices grouped by pCPU (see [`PcpuWork::first`]).
+    members: Vec<usize>,
 }
 
 impl Scratch {
-    fn reset(&mut self, pcpus: usize, items: usize) {
+    fn reset(&mut self, pcpus: usize, items: &[Item]) {
         self.pcpu.clear();
         self.pcpu.resize(pcpus, PcpuWork::default());
         self.item.clear();
-        self.item.resize(items, ItemWork::default());
+        self.item.resize(items.len(), ItemWork::default());
         self.order.clear();
+        let mut first = 0;
+        for i in 0..items.len() {
+            if items[i].group != items[first].group {
+                first = i;
+            }
+            self.item[i].group_first = first;
+        }
+        for i in (0..items.len()).rev() {
+            let first = self.item[i].group_first;
+            self.item[i].group_len = match self.item.get(i + 1) {
+                Some(next) if next.group_first == first => next.group_len,
+                _ => i + 1 - first,
+            };
+        }
     }
 
     fn sigma_of(&self, f: impl Fn(&PcpuWork) -> f64 + Copy) -> f64 {
         sigma_pct_iter(self.pcpu.iter().map(f))
+    }
+
+    /// The busiest pCPU's planning load over the least any placement could give it,
+    /// max(largest demand, mean load); 1.0 when nothing demands anything.
+    fn busiest_over_bound(&self) -> f64 {
+        let (mut total, mut busiest) = (0.0, 0.0_f64);
+        for p in &self.pcpu {
+            total += p.load;
+            busiest = busiest.max(p.load);
+        }
+        let largest = self
+            .item
+            .iter()
+            .filter(|w| w.at.is_some())
+            .map(|w| w.demand)
+            .fold(0.0, f64::max);
+        let bound = largest.max(total / self.pcpu.len().max(1) as f64);
+        if bound > 0.0 { busiest / bound } else { 1.0 }
     }
 }
 
@@ -268,7 +325,7 @@ pub fn plan(
     out: Outputs<'_>,
 ) -> Analysis {
     out.moves.clear();
-    s.reset(out.loads.len(), items.len());
+    s.reset(out.loads.len(), items);
     demand::measure_loads(items, pcpu_busy, s);
     let any_usage = items.iter().any(|i| i.usage.is_some());
     let sigma = any_usage.then(|| s.sigma_of(|p| p.measured));
@@ -282,14 +339,16 @@ pub fn plan(
         demand_sigma_pct: demand_sigma,
         sigma_within: within(sigma),
         demand_within: within(demand_sigma),
-        demand_estimated: policy == Policy::Balance,
+        plans_on_demand: policy == Policy::Balance,
     };
 
     // `seed` balances what it measures; `balance` what the vCPUs demand, which is what
     // it can change (measured σ can stay over on a host no placement evens out).
     let act = match policy {
         Policy::Seed => !analysis.balanced(),
-        Policy::Balance => !analysis.demand_within,
+        Policy::Balance => {
+            !analysis.demand_within || s.busiest_over_bound() > params.top_trigger
+        }
     };
     if any_usage && act {
         match policy {

@@ -1,7 +1,15 @@
 //! Where vCPUs go: new vCPUs placed largest first, `seed`'s one move, and `balance`'s
 //! moves and swaps over the planning loads in [`Scratch`].
+//!
+//! Cost: a search looks only at the vCPUs on the busiest pCPU, and finds a swap partner
+//! on another pCPU by binary search in that pCPU's vCPUs sorted by demand, through an
+//! index built once per plan. A tick costs about moves × pCPUs × log(vCPUs), not
+//! vCPUs × pCPUs per move.
 
 use super::{Item, Params, Planned, Scratch};
+
+/// Loads closer than this are equal (sums of demands carry rounding error).
+const TIE: f64 = 1e-9;
 
 /// Pin every managed vCPU that is not pinned to exactly one pCPU: largest first onto
 /// the least loaded pCPU (greedy LPT), ties to fewer vCPUs of the same domain.
@@ -18,14 +26,12 @@ pub(super) fn place_new(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned
         .sort_unstable_by(|&a, &b| work[b].demand.total_cmp(&work[a].demand).then(a.cmp(&b)));
     for k in 0..s.order.len() {
         let i = s.order[k];
+        let Some(min) = s.pcpu.iter().map(|p| p.load).min_by(f64::total_cmp) else {
+            return;
+        };
         let to = (0..s.pcpu.len())
-            .min_by(|&a, &b| {
-                s.pcpu[a]
-                    .load
-                    .total_cmp(&s.pcpu[b].load)
-                    .then_with(|| siblings(items, s, i, a).cmp(&siblings(items, s, i, b)))
-                    .then(a.cmp(&b))
-            })
+            .filter(|&p| s.pcpu[p].load <= min + TIE)
+            .min_by_key(|&p| (siblings(s, i, p), p))
             .unwrap_or(0);
         let w = &mut s.item[i];
         w.at = Some(to);
@@ -41,12 +47,10 @@ pub(super) fn place_new(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned
 }
 
 /// How many other vCPUs of item `i`'s domain are (planned to be) on pCPU `p`.
-fn siblings(items: &[Item], s: &Scratch, i: usize, p: usize) -> usize {
-    let g = items[i].group;
-    items
-        .iter()
-        .enumerate()
-        .filter(|&(j, it)| j != i && it.group == g && s.item[j].at == Some(p))
+fn siblings(s: &Scratch, i: usize, p: usize) -> usize {
+    let (first, len) = (s.item[i].group_first, s.item[i].group_len);
+    (first..first + len)
+        .filter(|&j| j != i && s.item[j].at == Some(p))
         .count()
 }
 
@@ -82,19 +86,22 @@ struct Candidate {
     to: usize,
     /// Change in the sum of squared loads (negative is better).
     delta: f64,
-    siblings: usize,
 }
 
+/// Plan moves off the busiest pCPU until σ of the planning loads is within
+/// `target_ratio × threshold` and the busiest is within `top_target` of the bound, or
+/// no move helps.
 pub(super) fn balance_moves(
     items: &[Item],
     params: &Params,
     s: &mut Scratch,
     moves: &mut Vec<Planned>,
 ) {
+    index_by_pcpu(s);
     let target = params.threshold_pct * params.target_ratio;
     // Each round moves at least one vCPU that cannot move again this tick.
     for _ in 0..items.len() {
-        if s.sigma_of(|p| p.load) <= target {
+        if s.sigma_of(|p| p.load) <= target && s.busiest_over_bound() <= params.top_target {
             break;
         }
         let Some(src) = busiest(s) else { break };
@@ -117,13 +124,55 @@ pub(super) fn balance_moves(
     }
 }
 
-fn movable(items: &[Item], s: &Scratch, i: usize, on: usize) -> bool {
-    let it = &items[i];
-    let w = &s.item[i];
-    it.managed && !it.cooling && !w.moved && it.usage.is_some() && w.at == Some(on)
+/// Group item indices by the pCPU they start the search on, each group sorted by
+/// demand (into `s.members`, pCPU `p`'s run at `first..first + len`). Items that move
+/// during the search are marked `moved` and never move again, so the index need not
+/// follow them.
+fn index_by_pcpu(s: &mut Scratch) {
+    for p in s.pcpu.iter_mut() {
+        p.len = 0;
+    }
+    for w in &s.item {
+        if let Some(p) = w.at {
+            s.pcpu[p].len += 1;
+        }
+    }
+    let mut next = 0;
+    for p in s.pcpu.iter_mut() {
+        p.first = next;
+        next += p.len;
+        p.len = 0;
+    }
+    s.members.clear();
+    s.members.resize(next, 0);
+    for (i, w) in s.item.iter().enumerate() {
+        if let Some(p) = w.at {
+            let slot = s.pcpu[p].first + s.pcpu[p].len;
+            s.members[slot] = i;
+            s.pcpu[p].len += 1;
+        }
+    }
+    for p in &s.pcpu {
+        let item = &s.item;
+        s.members[p.first..p.first + p.len]
+            .sort_unstable_by(|&a, &b| item[a].demand.total_cmp(&item[b].demand).then(a.cmp(&b)));
+    }
 }
 
-/// Would moving `d` of load from `src` to `dst` be a real improvement?
+/// The items that started on pCPU `p`, by ascending demand.
+fn started_on(s: &Scratch, p: usize) -> &[usize] {
+    let w = &s.pcpu[p];
+    &s.members[w.first..w.first + w.len]
+}
+
+/// May item `i`, planned on `p`, move this round?
+fn movable(items: &[Item], s: &Scratch, i: usize, p: usize) -> bool {
+    let (it, w) = (&items[i], &s.item[i]);
+    it.managed && !it.cooling && !w.moved && it.usage.is_some() && w.at == Some(p)
+}
+
+/// Would moving `d` of load from `src` to `dst` be a real improvement? The change in
+/// the sum of squared loads when it is.
 fn improves(s: &Scratch, params: &Params, src: usize, dst: usize, d: f64) -> Option<f64> {
     let (ls, ld) = (s.pcpu[src].load, s.pcpu[dst].load);
     // No reversal, and a gain above noise: the destination ends clearly below where
@@ -147,72 +196,90 @@ fn has_room(items: &[Item], params: &Params, s: &Scratch, i: usize, dst: usize) 
     free >= usage * params.room_fit || share > usage * params.room_gain
 }
 
-fn better(c: &Candidate, best: &Option<Candidate>) -> bool {
-    match best {
-        None => true,
-        Some(b) => {
-            const EPS: f64 = 1e-9;
-            c.delta < b.delta - EPS || (c.delta <= b.delta + EPS && c.siblings < b.siblings)
-        }
-    }
+/// May item `i` be placed on `p`? Not back where it was just moved away from.
+fn may_go(items: &[Item], i: usize, p: usize) -> bool {
+    items[i].left != Some(p)
 }
 
+/// The best single move off `src`. The change in squared loads only grows with the
+/// destination's load, so the least loaded pCPUs are the only destinations worth
+/// trying: among those tied for least, the one with fewest vCPUs of the same domain.
 fn best_move(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option<Candidate> {
+    let min = (0..s.pcpu.len())
+        .filter(|&p| p != src)
+        .map(|p| s.pcpu[p].load)
+        .min_by(f64::total_cmp)?;
     let mut best: Option<Candidate> = None;
-    for a in (0..items.len()).filter(|&a| movable(items, s, a, src)) {
-        for dst in (0..s.pcpu.len()).filter(|&d| d != src) {
-            let Some(delta) = improves(s, params, src, dst, s.item[a].demand) else {
-                continue;
-            };
-            if !has_room(items, params, s, a, dst) {
-                continue;
-            }
-            let mut c = Candidate {
+    for &a in started_on(s, src) {
+        if !movable(items, s, a, src) {
+            continue;
+        }
+        // The tied least loaded pCPUs a may go to; a vCPU barred from all of them (it
+        // just left the only one) waits for another tick rather than settle for worse.
+        let Some(to) = (0..s.pcpu.len())
+            .filter(|&p| p != src && s.pcpu[p].load <= min + TIE && may_go(items, a, p))
+            .min_by_key(|&p| (siblings(s, a, p), p))
+        else {
+            continue;
+        };
+        let Some(delta) = improves(s, params, src, to, s.item[a].demand) else {
+            continue;
+        };
+        if !has_room(items, params, s, a, to) {
+            continue;
+        }
+        if best.is_none_or(|b| delta < b.delta - TIE) {
+            best = Some(Candidate {
                 a,
                 b: None,
-                to: dst,
+                to,
                 delta,
-                siblings: 0,
-            };
-            if best.is_some_and(|b| (b.delta - delta).abs() <= 1e-9) {
-                c.siblings = siblings(items, s, a, dst);
-            }
-            if better(&c, &best) {
-                c.siblings = siblings(items, s, a, dst);
-                best = Some(c);
-            }
+            });
         }
     }
     best
 }
 
 /// When no single move helps (every vCPU on the busiest pCPU is too big for any gap),
-/// exchanging a big one for a smaller one can.
+/// exchanging one of them for a smaller one elsewhere can. For each vCPU `a` on `src`
+/// and each other pCPU, the best partner is the one whose demand is closest to
+/// `demand(a) − gap / 2`: found by binary search in that pCPU's sorted vCPUs.
 fn best_swap(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option<Candidate> {
+    let ls = s.pcpu[src].load;
     let mut best: Option<Candidate> = None;
-    for a in (0..items.len()).filter(|&a| movable(items, s, a, src)) {
-        for b in 0..items.len() {
-            let Some(dst) = s.item[b].at else { continue };
-            if dst == src
-                || !movable(items, s, b, dst)
-                || s.item[a].uncertain
-                || s.item[b].uncertain
-            {
+    for &a in started_on(s, src) {
+        if !movable(items, s, a, src) || s.item[a].uncertain {
+            continue;
+        }
+        let da = s.item[a].demand;
+        for dst in (0..s.pcpu.len()).filter(|&p| p != src && may_go(items, a, p)) {
+            let gap = ls - s.pcpu[dst].load;
+            if gap <= params.min_gain {
                 continue;
             }
-            let d = s.item[a].demand - s.item[b].demand;
-            let Some(delta) = improves(s, params, src, dst, d) else {
-                continue;
+            let partners = started_on(s, dst);
+            let ideal = da - gap / 2.0;
+            let at = partners.partition_point(|&b| s.item[b].demand < ideal);
+            // Look outward from the ideal on both sides: the first usable partner on
+            // each side is the best on that side.
+            let usable = |b: usize| {
+                movable(items, s, b, dst) && !s.item[b].uncertain && may_go(items, b, src)
             };
-            let c = Candidate {
-                a,
-                b: Some(b),
-                to: dst,
-                delta,
-                siblings: 0,
-            };
-            if better(&c, &best) {
-                best = Some(c);
+            let lo = partners[..at].iter().rev().copied().find(|&b| usable(b));
+            let hi = partners[at..].iter().copied().find(|&b| usable(b));
+            for b in [lo, hi].into_iter().flatten() {
+                let d = da - s.item[b].demand;
+                let Some(delta) = improves(s, params, src, dst, d) else {
+                    continue;
+                };
+                if best.is_none_or(|c| delta < c.delta - TIE) {
+                    best = Some(Candidate {
+                        a,
+                        b: Some(b),
+                        to: dst,
+                        delta,
+                    });
+                }
             }
         }
     }

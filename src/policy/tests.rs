@@ -9,6 +9,8 @@ fn pinned(usage: f64, p: usize, group: u32) -> Item {
         cooling: false,
         group,
         known_demand: None,
+        demand: None,
+        left: None,
     }
 }
 
@@ -149,6 +151,8 @@ fn new_vcpus_are_placed_largest_first_one_heavy_one_light_per_pcpu() {
             managed: true,
             cooling: false,
             known_demand: None,
+            demand: None,
+            left: None,
             group: i,
         });
     }
@@ -170,6 +174,8 @@ fn vcpus_of_one_domain_spread_on_ties() {
             managed: true,
             cooling: false,
             known_demand: None,
+            demand: None,
+            left: None,
             group: 7,
         })
         .collect();
@@ -203,6 +209,8 @@ fn nothing_measured_means_nothing_decided() {
         managed: true,
         cooling: false,
         known_demand: None,
+        demand: None,
+        left: None,
         group: 0,
     }];
     let (a, moves) = run(Policy::Balance, &items, 2);

@@ -2,7 +2,7 @@
 //! and what the simulator knows besides (true demand, the bound), for tests and reports.
 
 use crate::cpumap::CpuMap;
-use crate::host::{DomainInfo, DomainKey, Host, PcpuId, VcpuId, VcpuSample};
+use crate::host::{DomainInfo, DomainKey, Host, PcpuId, RunQueue, VcpuId, VcpuSample};
 
 use super::error::SimHostError;
 use super::rng::SplitMix64;
@@ -26,6 +26,8 @@ pub(super) struct SimVcpu {
     pub(super) affinity: CpuMap,
     /// Measured cumulative time (noise included): what the scheduler reads.
     cpu_time_ns: u64,
+    /// Measured cumulative run-queue delay (noise included): demand − share, summed.
+    delay_ns: u64,
     /// True share of the last interval.
     pub(super) usage: f64,
     pub(super) last_ran_on: u32,
@@ -49,8 +51,11 @@ pub struct SimHost {
     /// `domains[..listed]` is what the last [`Host::refresh`] reported.
     listed: usize,
     next_id: u32,
-    /// Relative noise on measured usage, as a fraction (0.05 = ±5 %).
+    /// Relative noise on measured usage and delay, as a fraction (0.05 = ±5 %).
     noise: f64,
+    /// Whether the host reports run-queue delay (QEMU does; libvirt's test driver and
+    /// other drivers do not).
+    reports_delay: bool,
     rng: SplitMix64,
     /// The pCPU of every running vCPU, in model order, for the next interval.
     placement: Vec<u32>,
@@ -79,6 +84,7 @@ impl SimHost {
             listed: 0,
             next_id: 1,
             noise: 0.0,
+            reports_delay: true,
             rng: SplitMix64::new(0),
             placement: Vec::new(),
             placed_demand: vec![0.0; pcpus],
@@ -96,6 +102,12 @@ impl SimHost {
             0.0
         };
         self.rng = SplitMix64::new(seed);
+    }
+
+    /// Whether vCPU samples carry run-queue delay (the default) or not, as with
+    /// libvirt's test driver: the scheduler then estimates demand from usage.
+    pub fn set_reports_delay(&mut self, on: bool) {
+        self.reports_delay = on;
     }
 
     /// Start a domain with one vCPU per demand (fractions of one pCPU, 0–1.0), every
@@ -133,6 +145,7 @@ impl SimHost {
                 demand,
                 affinity: affinity.clone(),
                 cpu_time_ns: 0,
+                delay_ns: 0,
                 usage: 0.0,
                 last_ran_on: pcpu_u32(first),
             })
@@ -214,13 +227,17 @@ impl SimHost {
             .flat_map(|d| d.vcpus.iter_mut())
             .zip(&self.placement)
         {
-            let mut ran = v.usage * dt;
-            if self.noise > 0.0 {
-                let u = 2.0 * self.rng.next_f64() - 1.0;
-                ran *= (1.0 + u * self.noise).max(0.0);
+            let ran = v.usage * dt;
+            // What it wanted and did not get, it spent waiting in the run queue.
+            let waited = (v.demand - v.usage).max(0.0) * dt;
+            v.cpu_time_ns = v
+                .cpu_time_ns
+                .saturating_add(noisy(&mut self.rng, self.noise, ran));
+            if waited > 0.0 {
+                v.delay_ns = v
+                    .delay_ns
+                    .saturating_add(noisy(&mut self.rng, self.noise, waited));
             }
-            // `as` saturates and maps NaN to 0: never backwards, never a panic.
-            v.cpu_time_ns = v.cpu_time_ns.saturating_add(ran.round() as u64);
             v.last_ran_on = p;
         }
         self.now_ns = self.now_ns.saturating_add(dt_ns);
@@ -327,6 +344,11 @@ impl Host for SimHost {
                 at_ns: self.now_ns,
                 pinned_to: v.affinity.only().map(|p| PcpuId(pcpu_u32(p))),
                 last_ran_on: Some(PcpuId(v.last_ran_on)),
+                run_queue: self.reports_delay.then_some(RunQueue {
+                    time_ns: v.cpu_time_ns,
+                    delay_ns: v.delay_ns,
+                    at_ns: self.now_ns,
+                }),
             });
         }
         Ok(())
@@ -363,6 +385,18 @@ impl Host for SimHost {
         self.placement_stale = true;
         Ok(())
     }
+}
+
+/// `ns` off by up to ± `noise` of itself (none when `noise` is 0), in whole nanoseconds.
+/// The factor is clamped at 0 and `as` saturates (NaN becomes 0), so a cumulative
+/// counter fed with it never goes backwards and nothing panics.
+fn noisy(rng: &mut SplitMix64, noise: f64, ns: f64) -> u64 {
+    let mut x = ns;
+    if noise > 0.0 {
+        let u = 2.0 * rng.next_f64() - 1.0;
+        x *= (1.0 + u * noise).max(0.0);
+    }
+    x.round() as u64
 }
 
 fn no_domain(name: &str) -> SimHostError {

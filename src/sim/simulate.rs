@@ -11,8 +11,9 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::Path;
 
+use crate::host::{DomainKey, PcpuId, VcpuId};
 use crate::policy::{DEFAULT_THRESHOLD_PCT, Params, Policy};
-use crate::report::{write_json_num, write_json_tick, write_tick_line};
+use crate::report::{Report, write_json_num, write_json_tick, write_tick_line};
 use crate::scheduler::{SchedConfig, Scheduler};
 use crate::sim::scenario::{Action, Scenario, ScenarioError};
 use crate::sim::{SimHost, SimHostError};
@@ -53,6 +54,9 @@ pub struct Summary {
     pub ticks_to_balance: Option<u64>,
     /// Pins of managed vCPUs over the whole run.
     pub migrations: u64,
+    /// Pins that sent a vCPU back to the pCPU it had been moved away from within
+    /// [`REVERSAL_TICKS`]: a move a later tick undid, so one not worth making.
+    pub reversals: u64,
     /// σ of measured pCPU loads at the last tick, percentage points.
     pub final_sigma_pct: Option<f64>,
     /// Busiest pCPU's demand over the best possible, for the final placement (1.0 is
@@ -66,7 +70,10 @@ pub struct Summary {
     pub event_ticks: Vec<u64>,
 }
 
-/// `ticks_to_balance=K migrations=M final_sigma=S max_over_bound=R`
+/// A return to the pCPU a vCPU left counts as a reversal within this many ticks.
+pub const REVERSAL_TICKS: u64 = 5;
+
+/// `ticks_to_balance=K migrations=M reversals=V final_sigma=S max_over_bound=R`
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ticks_to_balance=")?;
@@ -74,7 +81,11 @@ impl fmt::Display for Summary {
             Some(k) => write!(f, "{k}")?,
             None => f.write_str("never")?,
         }
-        write!(f, " migrations={} final_sigma=", self.migrations)?;
+        write!(
+            f,
+            " migrations={} reversals={} final_sigma=",
+            self.migrations, self.reversals
+        )?;
         match self.final_sigma_pct {
             Some(s) => write!(f, "{s:.2}")?,
             None => f.write_str("-")?,
@@ -133,6 +144,7 @@ pub fn run_scenario(
     let host_err = |tick| move |error| SimError::Host { tick, error };
     let mut host = SimHost::new(sc.pcpus);
     host.set_noise(sc.noise_pct, sc.seed);
+    host.set_reports_delay(sc.reports_delay);
     // Demands as fractions, for one domain at a time; sized once for the widest.
     let widest = sc
         .domains
@@ -171,6 +183,7 @@ pub fn run_scenario(
     let mut within = Vec::with_capacity(cap);
     let mut moves = Vec::with_capacity(cap);
     let mut event_ticks = Vec::new();
+    let (mut reversals, mut recent) = (0, Vec::new());
     let mut events = sc.events.iter().peekable();
     for tick in 1..=ticks {
         while let Some(e) = events.next_if(|e| e.tick <= tick) {
@@ -199,6 +212,7 @@ pub fn run_scenario(
         sigma_pct.push(a.sigma_pct);
         within.push(a.sigma_within);
         moves.push(sched.migrations() - before);
+        reversals += count_reversals(&sched.report(), tick, &mut recent);
         print_tick(out, &sched, opts.json)?;
     }
 
@@ -207,6 +221,7 @@ pub fn run_scenario(
         ticks,
         ticks_to_balance: ticks_to_balance(&within, last_event),
         migrations: sched.migrations(),
+        reversals,
         final_sigma_pct: sigma_pct.last().copied().flatten(),
         max_over_bound: sched.host().max_over_bound(),
         sigma_pct,
@@ -220,6 +235,28 @@ pub fn run_scenario(
     }
     out.flush()?;
     Ok(summary)
+}
+
+/// A move made in a run: which vCPU left which pCPU, at which tick.
+type Left = (DomainKey, VcpuId, PcpuId, u64);
+
+/// Count this tick's pins that return a vCPU to a pCPU it left within
+/// [`REVERSAL_TICKS`], and remember this tick's departures in `recent`.
+fn count_reversals(r: &Report<'_>, tick: u64, recent: &mut Vec<Left>) -> u64 {
+    recent.retain(|&(_, _, _, t)| tick <= t + REVERSAL_TICKS);
+    let mut n = 0;
+    for m in r.moves.iter().filter(|m| m.applied || r.dry_run) {
+        if recent
+            .iter()
+            .any(|&(d, v, p, _)| d == m.domain && v == m.vcpu && p == m.to)
+        {
+            n += 1;
+        }
+        if let Some(from) = m.from {
+            recent.push((m.domain, m.vcpu, from, tick));
+        }
+    }
+    n
 }
 
 /// Ticks from the last event (or the start) to the first tick from which measured σ
@@ -262,7 +299,11 @@ fn write_json_summary(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
         Some(k) => write!(out, "{k}")?,
         None => out.write_all(b"null")?,
     }
-    write!(out, ",\"migrations\":{},\"final_sigma\":", s.migrations)?;
+    write!(
+        out,
+        ",\"migrations\":{},\"reversals\":{},\"final_sigma\":",
+        s.migrations, s.reversals
+    )?;
     write_json_num(out, s.final_sigma_pct)?;
     out.write_all(b",\"max_over_bound\":")?;
     write_json_num(out, Some(s.max_over_bound))?;
@@ -298,6 +339,7 @@ mod tests {
             ticks: 30,
             ticks_to_balance: None,
             migrations: 4,
+            reversals: 1,
             final_sigma_pct: Some(7.123),
             max_over_bound: 1.0,
             sigma_pct: Vec::new(),
@@ -306,7 +348,7 @@ mod tests {
         };
         assert_eq!(
             s.to_string(),
-            "ticks_to_balance=never migrations=4 final_sigma=7.12 max_over_bound=1.000"
+            "ticks_to_balance=never migrations=4 reversals=1 final_sigma=7.12 max_over_bound=1.000"
         );
     }
 }

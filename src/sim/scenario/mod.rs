@@ -7,6 +7,7 @@
 //! pcpus 4                       # number of pCPUs (required, before any vm or at line)
 //! ticks 30                      # how long to run (default 30)
 //! noise 5                       # optional: ± % relative noise on measured usage
+//! delay off                     # optional: the host reports no run-queue delay
 //! seed 7                        # optional: RNG seed (default 1)
 //! vm web 100,40 pin 0           # a domain: one demand % per vCPU; pin = cpulist for all its vCPUs
 //! vm db 60,60,60,60             # no pin: affinity to every pCPU
@@ -46,6 +47,9 @@ pub struct Scenario {
     /// ± percent of relative noise on each interval's measured usage; 0 for none.
     pub noise_pct: f64,
     pub seed: u64,
+    /// Whether the simulated host reports run-queue delay, so demand is measured (the
+    /// default, as on QEMU) or must be estimated from usage (`delay off`).
+    pub reports_delay: bool,
     /// Domains running from the start, in file order.
     pub domains: Vec<DomainSpec>,
     /// In the order they apply: by tick, then by line.
@@ -150,6 +154,9 @@ impl fmt::Display for Scenario {
         writeln!(f, "ticks {}", self.ticks)?;
         if self.noise_pct > 0.0 {
             writeln!(f, "noise {}", self.noise_pct)?;
+        }
+        if !self.reports_delay {
+            writeln!(f, "delay off")?;
         }
         writeln!(f, "seed {}", self.seed)?;
         for d in &self.domains {

@@ -11,6 +11,7 @@ pub(super) struct Parser {
     ticks: Option<(u64, usize)>,
     noise: Option<(f64, usize)>,
     seed: Option<(u64, usize)>,
+    delay: Option<(bool, usize)>,
     domains: Vec<(DomainSpec, usize)>,
     events: Vec<Event>,
 }
@@ -43,6 +44,14 @@ impl Parser {
                 let n = parse_int(one_arg(keyword, args)?, "seed")?;
                 set_once(&mut self.seed, n, line, "seed")
             }
+            "delay" => {
+                let on = match one_arg(keyword, args)? {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(format!("delay {other:?}: expected on or off")),
+                };
+                set_once(&mut self.delay, on, line, "delay")
+            }
             "vm" => {
                 let pcpus = self.pcpus_for("vm")?;
                 let d = domain_spec(args, pcpus, "vm")?;
@@ -64,7 +73,7 @@ impl Parser {
                 Ok(())
             }
             other => Err(format!(
-                "unknown keyword {other:?} (expected pcpus, ticks, noise, seed, vm or at)"
+                "unknown keyword {other:?} (expected pcpus, ticks, noise, seed, delay, vm or at)"
             )),
         }
     }
@@ -142,6 +151,7 @@ impl Parser {
             ticks,
             noise_pct: self.noise.map_or(0.0, |(n, _)| n),
             seed: self.seed.map_or(DEFAULT_SEED, |(s, _)| s),
+            reports_delay: self.delay.is_none_or(|(on, _)| on),
             domains: self.domains.into_iter().map(|(d, _)| d).collect(),
             events: self.events,
         })
