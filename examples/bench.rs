@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use vcpu_scheduler::cpumap::CpuMap;
-use vcpu_scheduler::policy::Policy;
+use vcpu_scheduler::policy::{Params, Policy};
 use vcpu_scheduler::sim::SplitMix64;
 use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario};
 use vcpu_scheduler::sim::simulate::{SimOptions, Summary, run_scenario};
@@ -91,9 +91,7 @@ fn scenario_table(dir: &Path) -> Result<(), String> {
     files.sort();
     println!("## scenarios/*.scn");
     println!();
-    println!(
-        "Each cell: seed / balance with demand estimated / balance with demand measured."
-    );
+    println!("Each cell: seed / balance with demand estimated / balance with demand measured.");
     println!();
     println!(
         "| scenario | ticks to balance | migrations | reversals | final σ | max_over_bound | µs per tick |"
@@ -115,9 +113,8 @@ fn scenario_table(dir: &Path) -> Result<(), String> {
             .file_stem()
             .map(|s| s.to_string_lossy())
             .unwrap_or_default();
-        let cells = |f: &dyn Fn(&Summary) -> String| {
-            runs.iter().map(f).collect::<Vec<_>>().join(" / ")
-        };
+        let cells =
+            |f: &dyn Fn(&Summary) -> String| runs.iter().map(f).collect::<Vec<_>>().join(" / ");
         println!(
             "| {name} | {} | {} | {} | {} | {} | {} |",
             cells(&ttb),
@@ -144,6 +141,7 @@ struct Tally {
     worst: f64,
     migrations: u64,
     reversals: u64,
+    per_tick: [u64; 6],
     elapsed: Duration,
     ticks: u64,
     failures: Vec<(u64, Scenario, f64)>,
@@ -153,6 +151,12 @@ fn random_scenarios() -> Result<(), String> {
     let mut rng = SplitMix64::new(RANDOM_SEED);
     let mut tallies: Vec<Tally> = VARIANTS.iter().map(|_| Tally::default()).collect();
     let mut unreachable = 0;
+    // vCPUs with an affinity of several pCPUs: every policy pins each of them once.
+    let mut placements = 0;
+    // Scenarios where the best placement known (LPT from scratch, or any variant's
+    // result) is within GOOD_RATIO of the bound: what is known to be reachable.
+    let mut best_known_good = 0;
+    let mut best_known_by_utilization = [0u64; UTILIZATION.len()];
     for n in 0..RANDOM_SCENARIOS {
         let sc = random_scenario(&mut rng, n);
         let mut demands: Vec<f64> = sc
@@ -162,6 +166,12 @@ fn random_scenarios() -> Result<(), String> {
             .map(|p| p / 100.0)
             .collect();
         let refs = References::of(&mut demands, sc.pcpus);
+        placements += sc
+            .domains
+            .iter()
+            .filter(|d| d.affinity.count() > 1)
+            .map(|d| d.demands_pct.len() as u64)
+            .sum::<u64>();
         if refs.lower > GOOD_RATIO * refs.bound + 1e-9 {
             unreachable += 1;
         }
@@ -180,6 +190,11 @@ fn random_scenarios() -> Result<(), String> {
             t.total[fits] += 1;
             t.migrations += s.migrations;
             t.reversals += s.reversals;
+            if std::env::var_os("BENCH_TICKS").is_some() {
+                for (k, m) in s.moves.iter().enumerate() {
+                    t.per_tick[k.min(5)] += m;
+                }
+            }
             t.worst = t.worst.max(s.max_over_bound);
             t.by_utilization[bucket].1 += 1;
             if s.max_over_bound <= GOOD_RATIO + 1e-9 {
@@ -190,6 +205,10 @@ fn random_scenarios() -> Result<(), String> {
             }
         }
         let best = busiest.iter().copied().fold(refs.lpt, f64::min);
+        if best <= GOOD_RATIO * refs.bound + 1e-9 {
+            best_known_good += 1;
+            best_known_by_utilization[bucket] += 1;
+        }
         for (t, b) in tallies.iter_mut().zip(busiest) {
             if b <= GOOD_RATIO * best + 1e-9 {
                 t.near_best += 1;
@@ -229,6 +248,16 @@ fn random_scenarios() -> Result<(), String> {
          (the m+1 largest demands force a pair).",
         fraction(unreachable, RANDOM_SCENARIOS)
     );
+    println!(
+        "The best placement known (largest-first from scratch, or any variant's) is within \
+         {GOOD_RATIO:.2} of the bound in {}; by utilization: {:?}.",
+        fraction(best_known_good, RANDOM_SCENARIOS),
+        best_known_by_utilization
+    );
+    println!(
+        "Migrations include taking the {placements} vCPUs with an affinity of several pCPUs \
+         into management (one pin each, whatever the policy)."
+    );
     println!("Time per tick: host model + scheduler tick + formatting the tick line.");
     println!();
     print!("| max_over_bound <= {GOOD_RATIO:.2} by utilization |");
@@ -249,6 +278,11 @@ fn random_scenarios() -> Result<(), String> {
             print!(" {} |", fraction(good, total));
         }
         println!();
+    }
+    if std::env::var_os("BENCH_TICKS").is_some() {
+        for (v, t) in VARIANTS.iter().zip(&tallies) {
+            println!("{}: moves at ticks 1..5, 6+: {:?}", v.label, t.per_tick);
+        }
     }
     for (v, t) in VARIANTS.iter().zip(&tallies) {
         let tag = v.label.replace(", ", "-");
@@ -372,6 +406,7 @@ fn random_scenario(rng: &mut SplitMix64, n: u64) -> Scenario {
 fn simulate(sc: &Scenario, v: Variant) -> Result<(Summary, Duration), String> {
     let opts = SimOptions {
         policy: v.policy,
+        params: params(),
         ..SimOptions::default()
     };
     let mut sc = sc.clone();
@@ -379,6 +414,34 @@ fn simulate(sc: &Scenario, v: Variant) -> Result<(Summary, Duration), String> {
     let start = Instant::now();
     let s = run_scenario(&sc, &opts, &mut io::sink()).map_err(|e| e.to_string())?;
     Ok((s, start.elapsed()))
+}
+
+/// The policy's tuning: the defaults, or as `BENCH_PARAMS=name=value,...` says (to try
+/// a change before making it the default), e.g. `BENCH_PARAMS=target_ratio=0.8`.
+fn params() -> Params {
+    let mut p = Params::default();
+    let Ok(spec) = std::env::var("BENCH_PARAMS") else {
+        return p;
+    };
+    for kv in spec.split(',').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let Ok(v) = v.parse::<f64>() else {
+            eprintln!("bench: BENCH_PARAMS: bad value in {kv:?}");
+            std::process::exit(2);
+        };
+        match k {
+            "threshold_pct" => p.threshold_pct = v,
+            "min_gain" => p.min_gain = v,
+            "target_ratio" => p.target_ratio = v,
+            "top_trigger" => p.top_trigger = v,
+            "top_target" => p.top_target = v,
+            _ => {
+                eprintln!("bench: BENCH_PARAMS: unknown parameter {k:?}");
+                std::process::exit(2);
+            }
+        }
+    }
+    p
 }
 
 fn ttb(s: &Summary) -> String {

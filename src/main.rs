@@ -9,6 +9,7 @@ use std::time::Duration;
 use vcpu_scheduler::backoff::Backoff;
 use vcpu_scheduler::cli::{self, Command, Config};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
+use vcpu_scheduler::policy::Params;
 use vcpu_scheduler::report;
 use vcpu_scheduler::scheduler::Scheduler;
 use vcpu_scheduler::signal;
@@ -85,7 +86,10 @@ fn simulate(a: cli::SimulateArgs) -> Result<(), Failure> {
         policy: a.policy,
         ticks: a.ticks,
         json: a.json,
-        threshold_pct: a.threshold_pct,
+        params: Params {
+            threshold_pct: a.threshold_pct,
+            ..Params::default()
+        },
     };
     let stdout = io::stdout();
     match vcpu_scheduler::sim::simulate::run(&a.file, &opts, &mut stdout.lock()) {

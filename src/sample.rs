@@ -35,6 +35,9 @@ pub struct Unit {
     /// What it wanted over the last interval, measured from run-queue delay and
     /// smoothed; `None` where the host reports no delay, or no valid interval.
     pub demand: Option<Smoothed>,
+    /// Usage smoothed the same way: what the policy plans with where demand is not
+    /// measured and the vCPU is not held back.
+    pub usage_smoothed: Option<Smoothed>,
     /// The tick it was last pinned away from a pCPU, and that pCPU (for the policy's
     /// no-reversal rule and for counting reversals).
     pub left: Option<(u64, PcpuId)>,
@@ -246,6 +249,7 @@ impl Sampler {
             .binary_search_by(|p| (p.domain, p.vcpu).cmp(&(s.domain, s.vcpu)))
             .ok()
             .map(|i| &self.prev[i]);
+        let now_usage = prev.and_then(|p| usage(p.cpu_time_ns, p.at_ns, s.cpu_time_ns, s.at_ns));
         Unit {
             domain: s.domain,
             vcpu: s.vcpu,
@@ -253,7 +257,9 @@ impl Sampler {
             managed,
             cpu_time_ns: s.cpu_time_ns,
             at_ns: s.at_ns,
-            usage: prev.and_then(|p| usage(p.cpu_time_ns, p.at_ns, s.cpu_time_ns, s.at_ns)),
+            usage: now_usage,
+            usage_smoothed: now_usage
+                .map(|u| Smoothed::update(prev.and_then(|p| p.usage_smoothed), u)),
             pinned_to: s.pinned_to,
             last_ran_on: s.last_ran_on,
             moved_at: prev.and_then(|p| p.moved_at),

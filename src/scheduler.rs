@@ -120,6 +120,7 @@ impl<H: Host> Scheduler<H> {
                 group: u.group,
                 known_demand: u.known_demand,
                 demand: u.demand.map(|d| d.value),
+                usage_smoothed: u.usage_smoothed.map(|d| d.value),
                 left: u
                     .left
                     .filter(|&(t, _)| tick <= t + no_return)

@@ -46,7 +46,10 @@ fn capped(s: &Scratch, params: &Params, p: usize, u: f64) -> bool {
 pub(super) fn estimate(policy: Policy, items: &[Item], params: &Params, s: &mut Scratch) {
     for (i, it) in items.iter().enumerate() {
         let Some(u) = it.usage else { continue };
-        let mut d = u;
+        let mut d = match policy {
+            Policy::Balance => it.usage_smoothed.unwrap_or(u),
+            Policy::Seed => u,
+        };
         if policy == Policy::Balance
             && let Some(m) = it.demand
         {
@@ -59,7 +62,7 @@ pub(super) fn estimate(policy: Policy, items: &[Item], params: &Params, s: &mut 
             match it.known_demand {
                 // It gets no more than it wanted when it last had room: assume it wants
                 // that still (the share holds it back, or it is simply satisfied).
-                Some(k) if u <= k * params.known_slack => d = k.max(u),
+                Some(k) if u <= k * params.known_slack => d = k.max(d),
                 // Nothing better known: it may want a whole pCPU, until a move shows.
                 _ => {
                     d = 1.0;

@@ -130,6 +130,9 @@ pub struct Item {
     /// What it wants, measured (run time plus run-queue delay, smoothed), where the
     /// host reports it. `balance` then plans with it and guesses nothing.
     pub demand: Option<f64>,
+    /// Usage smoothed against noise: what `balance` plans with for a vCPU whose
+    /// demand is not measured and that is not held back.
+    pub usage_smoothed: Option<f64>,
     /// The pCPU it was moved away from a few ticks ago: it is not sent back there yet
     /// (a move that a later tick undoes was not worth making).
     pub left: Option<usize>,
@@ -260,22 +263,34 @@ impl Scratch {
         sigma_pct_iter(self.pcpu.iter().map(f))
     }
 
-    /// The busiest pCPU's planning load over the least any placement could give it,
-    /// max(largest demand, mean load); 1.0 when nothing demands anything.
-    fn busiest_over_bound(&self) -> f64 {
-        let (mut total, mut busiest) = (0.0, 0.0_f64);
-        for p in &self.pcpu {
-            total += p.load;
-            busiest = busiest.max(p.load);
-        }
-        let largest = self
+    /// The least load any placement could give the busiest pCPU: max(largest demand,
+    /// mean load), counting the placed items and `extra` (demands about to be placed).
+    fn bound(&self, extra: impl Iterator<Item = f64>) -> f64 {
+        let mut total: f64 = self.pcpu.iter().map(|p| p.load).sum();
+        let mut largest = self
             .item
             .iter()
             .filter(|w| w.at.is_some())
             .map(|w| w.demand)
             .fold(0.0, f64::max);
-        let bound = largest.max(total / self.pcpu.len().max(1) as f64);
-        if bound > 0.0 { busiest / bound } else { 1.0 }
+        for d in extra {
+            total += d;
+            largest = largest.max(d);
+        }
+        largest.max(total / self.pcpu.len().max(1) as f64)
+    }
+
+    /// The most a pCPU may carry before the top rule acts: `ratio` × the bound, and
+    /// at least `min_gain` over it (loads of a few percent are not worth a move).
+    fn top_cap(&self, params: &Params, ratio: f64) -> f64 {
+        let bound = self.bound(std::iter::empty());
+        (ratio * bound).max(bound + params.min_gain)
+    }
+
+    /// Is the busiest pCPU over [`Scratch::top_cap`]?
+    fn top_over(&self, params: &Params, ratio: f64) -> bool {
+        let cap = self.top_cap(params, ratio);
+        self.pcpu.iter().any(|p| p.load > cap)
     }
 }
 
@@ -331,7 +346,8 @@ pub fn plan(
     let sigma = any_usage.then(|| s.sigma_of(|p| p.measured));
 
     demand::estimate(policy, items, params, s);
-    moves::place_new(items, s, out.moves);
+    let relieve = (policy == Policy::Balance).then_some(params);
+    moves::place_new(items, relieve, s, out.moves);
     let demand_sigma = any_usage.then(|| s.sigma_of(|p| p.load));
     let within = |x: Option<f64>| x.is_some_and(|x| x <= params.threshold_pct);
     let analysis = Analysis {
@@ -346,9 +362,7 @@ pub fn plan(
     // it can change (measured σ can stay over on a host no placement evens out).
     let act = match policy {
         Policy::Seed => !analysis.balanced(),
-        Policy::Balance => {
-            !analysis.demand_within || s.busiest_over_bound() > params.top_trigger
-        }
+        Policy::Balance => !analysis.demand_within || s.top_over(params, params.top_trigger),
     };
     if any_usage && act {
         match policy {

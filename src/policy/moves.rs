@@ -13,7 +13,17 @@ const TIE: f64 = 1e-9;
 
 /// Pin every managed vCPU that is not pinned to exactly one pCPU: largest first onto
 /// the least loaded pCPU (greedy LPT), ties to fewer vCPUs of the same domain.
-pub(super) fn place_new(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned>) {
+///
+/// With `relieve` (the `balance` policy), when there are such vCPUs, pCPUs loaded over
+/// `top_target` × the bound first give up vCPUs to place along with them: placing the
+/// newcomers and the excess together gets close to the best placement in one tick, where
+/// placing the newcomers around an overload leaves moves for later ticks.
+pub(super) fn place_new(
+    items: &[Item],
+    relieve: Option<&Params>,
+    s: &mut Scratch,
+    moves: &mut Vec<Planned>,
+) {
     s.order.extend(
         items
             .iter()
@@ -21,6 +31,9 @@ pub(super) fn place_new(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned
             .filter(|(_, it)| it.managed && it.pinned.is_none() && it.usage.is_some())
             .map(|(i, _)| i),
     );
+    if let Some(params) = relieve.filter(|_| !s.order.is_empty()) {
+        relieve_overloads(items, params, s);
+    }
     let work = &s.item;
     s.order
         .sort_unstable_by(|&a, &b| work[b].demand.total_cmp(&work[a].demand).then(a.cmp(&b)));
@@ -29,9 +42,10 @@ pub(super) fn place_new(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned
         let Some(min) = s.pcpu.iter().map(|p| p.load).min_by(f64::total_cmp) else {
             return;
         };
+        // Not back where it was just moved away from, unless there is nowhere else.
         let to = (0..s.pcpu.len())
             .filter(|&p| s.pcpu[p].load <= min + TIE)
-            .min_by_key(|&p| (siblings(s, i, p), p))
+            .min_by_key(|&p| (!may_go(items, i, p), siblings(s, i, p), p))
             .unwrap_or(0);
         let w = &mut s.item[i];
         w.at = Some(to);
@@ -43,6 +57,34 @@ pub(super) fn place_new(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned
             to,
             guessed: w.uncertain,
         });
+    }
+}
+
+/// Take vCPUs off every pCPU loaded over `top_target` × the bound (counting the vCPUs
+/// about to be placed), into `s.order`: per pCPU, the smallest one whose leaving is
+/// enough, else the largest, until it is under. Few moves, and the big ones go where
+/// there is room for them.
+fn relieve_overloads(items: &[Item], params: &Params, s: &mut Scratch) {
+    let bound = s.bound(s.order.iter().map(|&i| s.item[i].demand));
+    let cap = (params.top_target * bound).max(bound + params.min_gain);
+    index_by_pcpu(s);
+    for p in 0..s.pcpu.len() {
+        while s.pcpu[p].load > cap + TIE {
+            let excess = s.pcpu[p].load - cap;
+            let on = started_on(s, p);
+            let enough = on.partition_point(|&i| s.item[i].demand < excess);
+            let pick = on[enough..]
+                .iter()
+                .chain(on[..enough].iter().rev())
+                .copied()
+                .find(|&i| movable(items, s, i, p));
+            let Some(i) = pick else { break };
+            let w = &mut s.item[i];
+            w.at = None;
+            s.pcpu[p].load -= w.demand;
+            s.pcpu[p].count -= 1;
+            s.order.push(i);
+        }
     }
 }
 
@@ -78,12 +120,13 @@ pub(super) fn seed_move(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned
     }
 }
 
-/// A candidate change: move `a` to `to`, optionally swapping `b` back to `a`'s pCPU.
+/// A candidate change: move `a` to `to`, and for a swap `b` from `to` back to `a`'s
+/// pCPU.
 #[derive(Clone, Copy)]
 struct Candidate {
     a: usize,
-    b: Option<usize>,
     to: usize,
+    b: Option<(usize, usize)>,
     /// Change in the sum of squared loads (negative is better).
     delta: f64,
 }
@@ -101,24 +144,18 @@ pub(super) fn balance_moves(
     let target = params.threshold_pct * params.target_ratio;
     // Each round moves at least one vCPU that cannot move again this tick.
     for _ in 0..items.len() {
-        if s.sigma_of(|p| p.load) <= target && s.busiest_over_bound() <= params.top_target {
+        if s.sigma_of(|p| p.load) <= target && !s.top_over(params, params.top_target) {
             break;
         }
         let Some(src) = busiest(s) else { break };
         let best = best_move(items, params, s, src).or_else(|| best_swap(items, params, s, src));
         let Some(c) = best else { break };
-        apply(s, c.a, c.to);
-        moves.push(Planned {
-            item: c.a,
-            to: c.to,
-            guessed: s.item[c.a].uncertain,
-        });
-        if let Some(b) = c.b {
-            apply(s, b, src);
+        for (i, to) in [Some((c.a, c.to)), c.b].into_iter().flatten() {
+            apply(s, i, to);
             moves.push(Planned {
-                item: b,
-                to: src,
-                guessed: s.item[b].uncertain,
+                item: i,
+                to,
+                guessed: s.item[i].uncertain,
             });
         }
     }
@@ -231,8 +268,8 @@ fn best_move(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option
         if best.is_none_or(|b| delta < b.delta - TIE) {
             best = Some(Candidate {
                 a,
-                b: None,
                 to,
+                b: None,
                 delta,
             });
         }
@@ -275,8 +312,8 @@ fn best_swap(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option
                 if best.is_none_or(|c| delta < c.delta - TIE) {
                     best = Some(Candidate {
                         a,
-                        b: Some(b),
                         to: dst,
+                        b: Some((b, src)),
                         delta,
                     });
                 }

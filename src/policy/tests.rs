@@ -10,6 +10,7 @@ fn pinned(usage: f64, p: usize, group: u32) -> Item {
         group,
         known_demand: None,
         demand: None,
+        usage_smoothed: None,
         left: None,
     }
 }
@@ -152,6 +153,7 @@ fn new_vcpus_are_placed_largest_first_one_heavy_one_light_per_pcpu() {
             cooling: false,
             known_demand: None,
             demand: None,
+            usage_smoothed: None,
             left: None,
             group: i,
         });
@@ -175,6 +177,7 @@ fn vcpus_of_one_domain_spread_on_ties() {
             cooling: false,
             known_demand: None,
             demand: None,
+            usage_smoothed: None,
             left: None,
             group: 7,
         })
@@ -210,6 +213,7 @@ fn nothing_measured_means_nothing_decided() {
         cooling: false,
         known_demand: None,
         demand: None,
+        usage_smoothed: None,
         left: None,
         group: 0,
     }];

@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use crate::host::{DomainKey, PcpuId, VcpuId};
-use crate::policy::{DEFAULT_THRESHOLD_PCT, Params, Policy};
+use crate::policy::{Params, Policy};
 use crate::report::{Report, write_json_num, write_json_tick, write_tick_line};
 use crate::scheduler::{SchedConfig, Scheduler};
 use crate::sim::scenario::{Action, Scenario, ScenarioError};
@@ -29,8 +29,9 @@ pub struct SimOptions {
     pub ticks: Option<u64>,
     /// One JSON object per line instead of text.
     pub json: bool,
-    /// σ (percentage points) at or below which the host counts as balanced.
-    pub threshold_pct: f64,
+    /// The threshold (σ, percentage points, at or below which the host counts as
+    /// balanced) and the policy's tuning.
+    pub params: Params,
 }
 
 impl Default for SimOptions {
@@ -39,7 +40,7 @@ impl Default for SimOptions {
             policy: Policy::Balance,
             ticks: None,
             json: false,
-            threshold_pct: DEFAULT_THRESHOLD_PCT,
+            params: Params::default(),
         }
     }
 }
@@ -165,10 +166,7 @@ pub fn run_scenario(
     }
 
     let cfg = SchedConfig {
-        params: Params {
-            threshold_pct: opts.threshold_pct,
-            ..Params::default()
-        },
+        params: opts.params,
         policy: opts.policy,
         ..SchedConfig::default()
     };
