@@ -35,6 +35,8 @@ const FUNCTIONS: &[&str] = &[
     "virGetLastError",
     "virResetLastError",
     "virSetErrorFunc",
+    "virConnectGetAllDomainStats",
+    "virDomainStatsRecordListFree",
 ];
 
 fn stop(msg: &str) -> ! {

@@ -5,7 +5,7 @@
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::ffi::virErrorNumber::{VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_DENIED};
 use vcpu_scheduler::host::{DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId, VcpuSample};
-use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
+use vcpu_scheduler::libvirt::{Connection, LibvirtHost, VcpuStatsTable, rpc_calls};
 
 fn fixture_uri() -> String {
     format!(
@@ -182,4 +182,54 @@ fn cpumap_sized_for_the_host_round_trips_through_libvirt() {
     map.set(3).unwrap();
     dom.pin_vcpu(VcpuId(0), &map).unwrap();
     assert_eq!(dom.vcpu_pin_info(4).unwrap()[0], map);
+}
+
+#[test]
+fn bulk_vcpu_stats_has_one_entry_per_running_domain_and_no_vcpu_fields() {
+    let conn = open();
+    let mut table = VcpuStatsTable::new();
+    conn.vcpu_stats(&mut table)
+        .expect("the test driver supports the bulk stats call");
+    assert_eq!(table.len(), 3);
+    // The fixture's UUIDs repeat one byte: 0x11 "one", 0x22 "two", 0x44 "four".
+    for byte in [0x11, 0x22, 0x44] {
+        let vcpus = table.domain(&[byte; 16]);
+        // The test driver answers the vCPU group with a record per domain but no
+        // fields at all (no vcpu.current, no vcpu.N.time), so every slice is empty.
+        assert_eq!(vcpus, Some(&[][..]), "domain {byte:#x}");
+    }
+    assert_eq!(table.domain(&[0x33; 16]), None);
+    assert!(
+        !table.any_delay(),
+        "the test driver reports no run-queue delay"
+    );
+
+    // A refill gives the same answer, not twice as much.
+    conn.vcpu_stats(&mut table).unwrap();
+    assert_eq!(table.len(), 3);
+    // The record list and the domain references its records held are all freed.
+    assert_eq!(
+        conn.close().unwrap(),
+        0,
+        "the record list leaked a reference"
+    );
+}
+
+#[test]
+fn the_call_counter_counts_round_trips_not_local_reads() {
+    let conn = open();
+    let mut ids = Vec::new();
+    let mut table = VcpuStatsTable::new();
+    let before = rpc_calls();
+    conn.running_domain_ids(&mut ids).unwrap(); // NumOfDomains + ListDomains: 2
+    let dom = conn.domain_by_id(ids[0]).unwrap(); // LookupByID: 1
+    let _ = (dom.uuid().unwrap(), dom.name().unwrap(), dom.id()); // local: 0
+    dom.vcpu_count().unwrap(); // GetInfo: 1
+    assert!(dom.is_active()); // IsActive: 1
+    dom.vcpu_pin_info(4).unwrap(); // GetInfo + GetVcpuPinInfo: 2
+    conn.vcpu_stats(&mut table).unwrap(); // GetAllDomainStats: 1
+    conn.node_pcpus().unwrap(); // NodeGetInfo: 1
+    conn.uri().unwrap(); // GetURI: 1
+    assert!(conn.domain_by_id(4242).is_err()); // a failed call is still a call: 1
+    assert_eq!(rpc_calls() - before, 11);
 }

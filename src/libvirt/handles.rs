@@ -2,7 +2,8 @@
 //! freed on drop, plus the caller-owned record types their calls fill in place.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString, c_int, c_uint};
+use std::cell::Cell;
+use std::ffi::{CStr, CString, c_char, c_int, c_uint};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
@@ -10,6 +11,35 @@ use super::error::{Error, check, quiet_libvirt_errors, to_c_int};
 use crate::cpumap::{self, CpuMap};
 use crate::ffi;
 use crate::host::{PcpuTimes, VcpuId};
+
+thread_local! {
+    /// Calls to the hypervisor made on this thread; see [`rpc_calls`]. Per thread, not
+    /// per process: handles are `!Send`, so a connection's calls all come from one
+    /// thread, and tests running side by side in one process cannot disturb each
+    /// other's counts. A const-initialised `Cell` needs no allocation and no destructor.
+    static RPC_CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Calls to the hypervisor made so far on this thread, for reporting calls per tick.
+///
+/// Counted: every call that, over a remote connection such as `qemu:///system`, is a
+/// round trip to libvirtd (`virConnectNumOfDomains`, `virConnectListDomains`,
+/// `virDomainLookupByID`, `virDomainGetInfo`, `virDomainGetVcpus`,
+/// `virDomainPinVcpu(Flags)`, `virDomainGetVcpuPinInfo`, `virNodeGetInfo`,
+/// `virNodeGetCPUStats`, `virDomainIsActive`, `virConnectGetURI`,
+/// `virConnectGetAllDomainStats`), once per call made, whether it succeeds or not.
+/// Not counted: accessors that read libvirt's local copy of an object
+/// (`virDomainGetName`, `virDomainGetUUID`, `virDomainGetID`), the error functions, frees,
+/// and opening or closing a connection (not part of a tick). Round trips are what a tick
+/// costs the daemon, so this is the number the README reports.
+pub fn rpc_calls() -> u64 {
+    RPC_CALLS.with(Cell::get)
+}
+
+/// Count one round trip to the hypervisor; called right before each such FFI call.
+pub(super) fn count_rpc() {
+    RPC_CALLS.with(|c| c.set(c.get().wrapping_add(1)));
+}
 
 /// Run `f` with file descriptor 2 pointed at /dev/null.
 ///
@@ -91,7 +121,9 @@ impl Connection {
         })
     }
 
-    fn raw(&self) -> ffi::virConnectPtr {
+    /// The raw pointer, for the FFI calls of sibling modules (`stats.rs`); it stays
+    /// owned by this `Connection` and must not be closed or outlive it.
+    pub(super) fn raw(&self) -> ffi::virConnectPtr {
         self.ptr.as_ptr()
     }
 
@@ -107,6 +139,7 @@ impl Connection {
             cores: 0,
             threads: 0,
         };
+        count_rpc();
         check(
             // SAFETY: the connection is open (owned since construction); info is a valid,
             // writable virNodeInfo on our stack.
@@ -128,6 +161,7 @@ impl Connection {
         let cpu = to_c_int(cpu, CALL)?;
         if buf.is_empty() {
             let mut n: c_int = 0;
+            count_rpc();
             // SAFETY: open connection; a null params array with *nparams == 0 asks
             // libvirt how many parameters it would return, writing only n.
             let r = unsafe { ffi::virNodeGetCPUStats(self.raw(), cpu, ptr::null_mut(), &mut n, 0) };
@@ -135,6 +169,7 @@ impl Connection {
             buf.resize(usize::try_from(n).unwrap_or(0), NodeCpuStat::default());
         }
         let mut n = to_c_int(buf.len(), CALL)?;
+        count_rpc();
         // SAFETY: NodeCpuStat is repr(transparent) over virNodeCPUStats; buf holds n
         // writable entries and libvirt writes at most n, updating n to how many it did.
         let r =
@@ -157,6 +192,7 @@ impl Connection {
 
     /// The URI libvirt actually connected to (after defaults and aliases).
     pub fn uri(&self) -> Result<String, Error> {
+        count_rpc();
         let p = check(
             // SAFETY: open connection; the returned string is ours to free.
             unsafe { ffi::virConnectGetURI(self.raw()) },
@@ -179,6 +215,7 @@ impl Connection {
     /// a steady host costs no allocation (unlike `virConnectListAllDomains`). A domain
     /// that stops in between only shows up later as `VIR_ERR_NO_DOMAIN`, handled anyway.
     pub fn running_domain_ids(&self, ids: &mut Vec<c_int>) -> Result<(), Error> {
+        count_rpc();
         let n = check(
             // SAFETY: open connection.
             unsafe { ffi::virConnectNumOfDomains(self.raw()) },
@@ -191,6 +228,7 @@ impl Connection {
             return Ok(());
         }
         let max = to_c_int(n, "virConnectListDomains")?;
+        count_rpc();
         let got = check(
             // SAFETY: ids holds n writable c_ints and we pass n as the maximum.
             unsafe { ffi::virConnectListDomains(self.raw(), ids.as_mut_ptr(), max) },
@@ -202,6 +240,7 @@ impl Connection {
 
     /// Look up a running domain by its id.
     pub fn domain_by_id(&self, id: c_int) -> Result<Domain<'_>, Error> {
+        count_rpc();
         let raw = check(
             // SAFETY: open connection; any id is acceptable input.
             unsafe { ffi::virDomainLookupByID(self.raw(), id) },
@@ -285,6 +324,7 @@ impl<'c> Domain<'c> {
     /// Is the domain running (`virDomainIsActive`)? A domain that no longer exists is
     /// not running either.
     pub fn is_active(&self) -> bool {
+        count_rpc();
         // SAFETY: valid domain reference; returns 1, 0 or -1 and touches nothing else.
         let r = unsafe { ffi::virDomainIsActive(self.raw()) };
         if r < 0 {
@@ -304,6 +344,7 @@ impl<'c> Domain<'c> {
             nrVirtCpu: 0,
             cpuTime: 0,
         };
+        count_rpc();
         check(
             // SAFETY: valid domain; info is a writable virDomainInfo on our stack.
             unsafe { ffi::virDomainGetInfo(self.raw(), &mut info) },
@@ -335,6 +376,7 @@ impl<'c> Domain<'c> {
         }
         let maxinfo = to_c_int(info.len(), CALL)?;
         let c_maplen = to_c_int(maplen, CALL)?;
+        count_rpc();
         let n = check(
             // SAFETY: VcpuInfo is repr(transparent) over virVcpuInfo, so info is maxinfo
             // writable virVcpuInfo; maps holds maxinfo * maplen writable bytes (checked
@@ -356,6 +398,7 @@ impl<'c> Domain<'c> {
     /// Pin `vcpu` to the CPUs in `map`, live (`virDomainPinVcpu`).
     pub fn pin_vcpu(&self, vcpu: VcpuId, map: &CpuMap) -> Result<(), Error> {
         let maplen = to_c_int(map.as_bytes().len(), "virDomainPinVcpu")?;
+        count_rpc();
         check(
             // SAFETY: valid domain; the map is maplen readable bytes. libvirt declares the
             // parameter `unsigned char *` but only reads it (IN parameter), so casting away
@@ -377,6 +420,7 @@ impl<'c> Domain<'c> {
     /// libvirt's test driver rejects every flag with "unsupported flags".
     pub fn pin_vcpu_flags(&self, vcpu: VcpuId, map: &CpuMap, flags: c_uint) -> Result<(), Error> {
         let maplen = to_c_int(map.as_bytes().len(), "virDomainPinVcpuFlags")?;
+        count_rpc();
         check(
             // SAFETY: as in pin_vcpu: valid domain, map is maplen bytes only read by libvirt.
             unsafe {
@@ -403,6 +447,7 @@ impl<'c> Domain<'c> {
         let c_n = to_c_int(nvcpus, CALL)?;
         let c_maplen = to_c_int(maplen, CALL)?;
         let flags = ffi::virDomainModificationImpact::VIR_DOMAIN_AFFECT_LIVE;
+        count_rpc();
         let n = check(
             // SAFETY: valid domain; maps holds nvcpus * maplen writable bytes.
             unsafe {
@@ -479,11 +524,16 @@ impl Default for NodeCpuStat {
 impl NodeCpuStat {
     /// The field name, up to its NUL (`user`, `kernel`, `idle`, `iowait`).
     fn name(&self) -> &[u8] {
-        let f = &self.0.field;
-        let len = f.iter().position(|&c| c == 0).unwrap_or(f.len());
-        // c_char is i8 or u8 by platform; the bytes are ASCII either way.
-        // SAFETY: c_char and u8 have the same size and alignment, and `len` is within
-        // the array, so the slice covers initialised bytes we borrow immutably.
-        unsafe { std::slice::from_raw_parts(f.as_ptr().cast::<u8>(), len) }
+        field_name(&self.0.field)
     }
+}
+
+/// A fixed-size C name field (`virNodeCPUStats.field`, `virTypedParameter.field`) as
+/// bytes up to its NUL, or the whole array if libvirt filled it without one.
+pub(super) fn field_name(f: &[c_char]) -> &[u8] {
+    let len = f.iter().position(|&c| c == 0).unwrap_or(f.len());
+    // c_char is i8 or u8 by platform; the bytes are ASCII either way.
+    // SAFETY: c_char and u8 have the same size and alignment, and `len` is within
+    // the array, so the slice covers initialised bytes we borrow immutably.
+    unsafe { std::slice::from_raw_parts(f.as_ptr().cast::<u8>(), len) }
 }

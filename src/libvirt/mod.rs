@@ -7,13 +7,16 @@
 //! [`Host`] seam over a connection with reused buffers, so a tick allocates nothing.
 //!
 //! Files: `error.rs` (the error type and the one return-code check), `handles.rs` (the
-//! owned pointers, the only place with `unsafe` besides the error reader), `host.rs`
-//! (the adapter, safe code only).
+//! owned pointers and the round-trip counter), `stats.rs` (the bulk vCPU stats call and
+//! the table it fills), `host.rs` (the adapter, safe code only). Only `error.rs`,
+//! `handles.rs` and `stats.rs` contain `unsafe`.
 
 mod error;
 mod handles;
 mod host;
+mod stats;
 
 pub use error::Error;
-pub use handles::{Connection, Domain, VcpuInfo};
+pub use handles::{Connection, Domain, VcpuInfo, rpc_calls};
 pub use host::LibvirtHost;
+pub use stats::{VcpuStats, VcpuStatsTable};
