@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use getopts::Options;
 
+use crate::cpumap::{CpuMap, MAX_CPUS};
 use crate::policy::{DEFAULT_THRESHOLD_PCT, Params, Policy};
 use crate::scheduler::SchedConfig;
 use crate::select::Selection;
@@ -33,6 +34,8 @@ pub struct Config {
     pub once: bool,
     pub verbose: bool,
     pub monitor: bool,
+    /// `--cpus`, checked for syntax; checked against the host once connected.
+    pub cpus: Option<String>,
     pub sched: SchedConfig,
 }
 
@@ -87,6 +90,12 @@ fn daemon_options() -> Options {
         "exclude-domain",
         "never pin domains whose name matches GLOB (repeatable)",
         "GLOB",
+    );
+    o.optopt(
+        "",
+        "cpus",
+        "place vCPUs only on these pCPUs (virsh cpulist: 2-7, 1,3,5-7; default all)",
+        "LIST",
     );
     o.optflag(
         "",
@@ -198,6 +207,7 @@ pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageErr
         once: m.opt_present("once"),
         verbose: m.opt_present("verbose"),
         monitor: m.opt_present("monitor"),
+        cpus: parse_cpus(m.opt_str("cpus"))?,
         sched,
     }))
 }
@@ -296,6 +306,26 @@ fn parse_interval(s: &str) -> Result<Duration, UsageError> {
                 "invalid INTERVAL {s:?}: expected seconds from {MIN_INTERVAL} to {MAX_INTERVAL}"
             ))
         })
+}
+
+/// `--cpus` must be a cpulist; whether its pCPUs exist is known only once connected.
+fn parse_cpus(s: Option<String>) -> Result<Option<String>, UsageError> {
+    let Some(s) = s else { return Ok(None) };
+    match CpuMap::parse_list(&s, MAX_CPUS) {
+        Ok(m) if m.count() > 0 => Ok(Some(s)),
+        Ok(_) => Err(UsageError(format!("invalid --cpus {s:?}: no pCPU in it"))),
+        Err(e) => Err(UsageError(format!("invalid --cpus {s:?}: {e}"))),
+    }
+}
+
+/// `--cpus` against a host of `pcpus` pCPUs: every pCPU named must exist.
+pub fn cpus_for_host(list: &str, pcpus: usize) -> Result<CpuMap, UsageError> {
+    CpuMap::parse_list(list, pcpus).map_err(|e| {
+        UsageError(format!(
+            "invalid --cpus {list:?} for this host of {pcpus} pcpus (0-{}): {e}",
+            pcpus.saturating_sub(1)
+        ))
+    })
 }
 
 fn parse_threshold(s: Option<String>) -> Result<f64, UsageError> {

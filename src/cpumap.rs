@@ -9,6 +9,9 @@
 
 use std::fmt;
 
+/// More CPUs than any host libvirt runs on: bounds what user input may size a mask to.
+pub const MAX_CPUS: usize = 8192;
+
 /// `VIR_CPU_MAPLEN(cpu)`: bytes needed for a mask of `ncpus` CPUs.
 pub const fn cpu_maplen(ncpus: usize) -> usize {
     ncpus.div_ceil(8)

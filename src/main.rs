@@ -196,20 +196,26 @@ fn session(
     let pcpus = host
         .pcpus_checked()
         .map_err(|m| Failure::Runtime(format!("{uri}: {m}")))?;
-    let mut sched = Scheduler::new(host, cfg.sched.clone());
+    // Checked before the first tick, so a bad --cpus touches nothing.
+    let mut sched_cfg = cfg.sched.clone();
+    if let Some(list) = &cfg.cpus {
+        sched_cfg.cpus = Some(cli::cpus_for_host(list, pcpus)?);
+    }
+    let mut sched = Scheduler::new(host, sched_cfg);
     let tty = io::stdout().is_terminal();
     if let Err(e) = sched.tick() {
         return Ok(SessionEnd::Lost(e.to_string()));
     }
     writeln!(
         out,
-        "vcpu-scheduler: {}{uri}: {pcpus} pcpus, {} vcpus seen; interval {:?}, threshold {}, policy {}{}",
+        "vcpu-scheduler: {}{uri}: {pcpus} pcpus, {} vcpus seen; interval {:?}, threshold {}, policy {}{}; demand: {}",
         if reconnected { "reconnected to " } else { "" },
         sched.report().units.len(),
         cfg.interval,
         cfg.sched.params.threshold_pct,
         cfg.sched.policy.name(),
         if cfg.sched.dry_run { ", dry run" } else { "" },
+        sched.report().mode.describe(),
     )
     .map_err(io_failure)?;
     out.flush().map_err(io_failure)?;

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use crate::act::Move;
 use crate::host::{DomainKey, DomainNames, PcpuId};
 use crate::policy::Analysis;
-use crate::sample::Unit;
+use crate::sample::{DemandMode, Unit};
 
 /// One tick, as its printers see it.
 #[derive(Clone, Copy)]
@@ -26,9 +26,15 @@ pub struct Report<'a> {
     pub dry_run: bool,
     /// Measured load of each pCPU, fraction of one pCPU.
     pub loads: &'a [f64],
+    /// Demand on each pCPU before this tick's moves, fraction of one pCPU.
+    pub demand: &'a [f64],
+    /// Whether that demand was measured or estimated.
+    pub mode: DemandMode,
     pub moves: &'a [Move],
     /// Every vCPU seen this tick.
     pub units: &'a [Unit],
+    /// What each of them wants, as the policy planned it (same order as `units`).
+    pub unit_demand: &'a [f64],
     /// Domain names, looked up by key when printed.
     pub names: &'a dyn DomainNames,
 }
@@ -86,6 +92,14 @@ impl Outcome {
     }
 }
 
+/// `  45.0%`, or `    - ` when unknown.
+fn write_pct(w: &mut dyn Write, x: Option<f64>) -> io::Result<()> {
+    match x {
+        Some(x) => write!(w, "{:>5.1}%", x * 100.0),
+        None => w.write_all(b"    - "),
+    }
+}
+
 fn write_pcpu(w: &mut dyn Write, p: Option<PcpuId>) -> io::Result<()> {
     match p {
         Some(p) => write!(w, "{}", p.0),
@@ -133,11 +147,17 @@ pub fn write_tick_line(w: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
 
 /// The per-vCPU table printed under each tick line with `--verbose`.
 pub fn write_vcpu_table(w: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
-    for u in r.units {
+    for (u, d) in r.units.iter().zip(r.unit_demand) {
         write!(w, "  {:<24} vcpu {:>3}  usage ", r.name(u.domain), u.vcpu.0)?;
-        match u.usage {
-            Some(x) => write!(w, "{:>5.1}%", x * 100.0)?,
-            None => w.write_all(b"    - ")?,
+        write_pct(w, u.usage)?;
+        w.write_all(b"  demand ")?;
+        write_pct(w, u.usage.map(|_| *d))?;
+        if u.usage.is_some() && r.analysis.plans_on_demand {
+            w.write_all(if u.demand.is_some() {
+                b" (measured)"
+            } else {
+                b" (estimated)"
+            })?;
         }
         w.write_all(b"  pinned ")?;
         write_pcpu(w, u.pinned_to)?;
@@ -184,6 +204,8 @@ pub fn write_monitor(w: &mut dyn Write, r: &Report<'_>, tty: bool) -> io::Result
             w.write_all(if i < filled { b"#" } else { b"." })?;
         }
         write!(w, "] {load:>5.1}% ")?;
+        let demand = r.demand.get(p).copied().unwrap_or(0.0) * 100.0;
+        write!(w, "(demand {demand:>5.1}%) ")?;
         for u in r
             .units
             .iter()

@@ -7,8 +7,9 @@
 //! clock, the simulator advances a virtual one.
 
 use crate::act::{self, Move};
+use crate::cpumap::CpuMap;
 use crate::host::Host;
-use crate::policy::{self, Analysis, Item, Outputs, Params, Planned, Policy, Scratch};
+use crate::policy::{self, Analysis, Item, Outputs, Params, Pcpu, Planned, Policy, Scratch};
 use crate::report::Report;
 use crate::sample::{Sampler, Unit};
 use crate::select::Selection;
@@ -28,6 +29,9 @@ pub struct SchedConfig {
     pub cooldown_ticks: u64,
     /// Ticks during which a vCPU is not sent back to the pCPU it was moved away from.
     pub no_return_ticks: u64,
+    /// The pCPUs managed vCPUs may be placed on (`--cpus`), sized to the host; `None`
+    /// for all of them.
+    pub cpus: Option<CpuMap>,
 }
 
 impl Default for SchedConfig {
@@ -39,6 +43,7 @@ impl Default for SchedConfig {
             select: Selection::default(),
             cooldown_ticks: 2,
             no_return_ticks: 5,
+            cpus: None,
         }
     }
 }
@@ -51,13 +56,16 @@ pub struct Scheduler<H: Host> {
     sampler: Sampler,
     units: Vec<Unit>,
     items: Vec<Item>,
+    pcpus: Vec<Pcpu>,
     scratch: Scratch,
     planned: Vec<Planned>,
     moves: Vec<Move>,
     /// The policy's outputs: measured load of each pCPU, and the demand each item
     /// showed when nothing held it back.
     loads: Vec<f64>,
+    pcpu_demand: Vec<f64>,
     observed: Vec<Option<f64>>,
+    item_demand: Vec<f64>,
     analysis: Analysis,
     migrations: u64,
 }
@@ -72,11 +80,14 @@ impl<H: Host> Scheduler<H> {
             sampler: Sampler::default(),
             units: Vec::with_capacity(64),
             items: Vec::with_capacity(64),
+            pcpus: Vec::with_capacity(pcpus),
             scratch: Scratch::default(),
             planned: Vec::with_capacity(64),
             moves: Vec::with_capacity(64),
             loads: Vec::with_capacity(pcpus),
+            pcpu_demand: Vec::with_capacity(pcpus),
             observed: Vec::with_capacity(64),
+            item_demand: Vec::with_capacity(64),
             analysis: Analysis {
                 sigma_pct: None,
                 demand_sigma_pct: None,
@@ -127,17 +138,27 @@ impl<H: Host> Scheduler<H> {
                     .map(|(_, p)| p.index()),
             }
         }));
+        let cpus = &self.cfg.cpus;
+        self.pcpus.clear();
+        self.pcpus.extend((0..self.host.pcpus()).map(|p| Pcpu {
+            busy: self.sampler.pcpu_busy.get(p).copied().flatten(),
+            allowed: cpus.as_ref().is_none_or(|m| m.is_set(p)),
+        }));
         self.loads.resize(self.host.pcpus(), 0.0);
+        self.pcpu_demand.resize(self.host.pcpus(), 0.0);
         self.observed.resize(self.items.len(), None);
+        self.item_demand.resize(self.items.len(), 0.0);
         let out = Outputs {
             loads: &mut self.loads,
+            demand: &mut self.pcpu_demand,
             observed: &mut self.observed,
+            item_demand: &mut self.item_demand,
             moves: &mut self.planned,
         };
         self.analysis = policy::plan(
             self.cfg.policy,
             &self.items,
-            &self.sampler.pcpu_busy,
+            &self.pcpus,
             &self.cfg.params,
             &mut self.scratch,
             out,
@@ -172,8 +193,11 @@ impl<H: Host> Scheduler<H> {
             policy: self.cfg.policy.name(),
             dry_run: self.cfg.dry_run,
             loads: &self.loads,
+            demand: &self.pcpu_demand,
+            mode: self.sampler.mode,
             moves: &self.moves,
             units: &self.units,
+            unit_demand: &self.item_demand,
             names: &self.host,
         }
     }

@@ -174,6 +174,41 @@ fn bad_threshold_values_are_usage_errors() {
 }
 
 #[test]
+fn bad_cpus_lists_are_usage_errors_before_anything_is_touched() {
+    // Syntax: refused before connecting.
+    for bad in ["", "x", "1-", "3-1", "0,,2"] {
+        assert_one_line_error(&["-c", "test:///default", "--cpus", bad, "1"], 2, "--cpus");
+    }
+    // A pCPU the 4-pCPU fixture lacks: refused once connected, before the first tick,
+    // so the unpinned vCPU of "four" stays unpinned (nothing printed, no tick line).
+    assert_one_line_error(
+        &["-c", &fixture_uri(), "--cpus", "2-5", "--once", "0.1"],
+        2,
+        "4 pcpus",
+    );
+}
+
+#[test]
+fn cpus_keeps_managed_vcpus_inside_the_set() {
+    // The fixture pins "one" and "two" to pCPU 0 and spreads "four"; with --cpus 2-3
+    // every managed vCPU ends on pCPU 2 or 3.
+    let o = bin()
+        .args(["-c", &fixture_uri(), "--cpus", "2-3", "--once", "-v", "0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" vcpu ")).collect();
+    assert_eq!(rows.len(), 7, "{out}");
+    for row in rows {
+        assert!(
+            row.contains("pinned 2 ") || row.contains("pinned 3 "),
+            "outside --cpus 2-3: {row}\n{out}"
+        );
+    }
+}
+
+#[test]
 fn missing_extra_and_unknown_arguments_are_usage_errors() {
     assert_one_line_error(&[], 2, "missing INTERVAL");
     assert_one_line_error(&["1", "2"], 2, "unexpected argument \"2\"");

@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use super::error::Error;
 use super::handles::{Connection, Domain, NodeCpuStat, VcpuInfo};
+use super::stats::VcpuStatsTable;
 use crate::cpumap::{self, CpuMap};
 use crate::ffi;
 use crate::host::{
-    DomainInfo, DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, VcpuId, VcpuSample,
+    DomainInfo, DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, RunQueue, VcpuId,
+    VcpuSample,
 };
 
 /// A domain the host is tracking, looked up once when it first appeared.
@@ -44,6 +46,11 @@ pub struct LibvirtHost<'c> {
     /// Whether `virDomainPinVcpuFlags(VIR_DOMAIN_AFFECT_LIVE)` is accepted; the test
     /// driver refuses any flag, so we fall back to `virDomainPinVcpu` once and remember.
     live_flag_ok: bool,
+    /// This tick's bulk vCPU stats (run time and run-queue delay), when they were read
+    /// and whether the driver answers the call at all.
+    stats: VcpuStatsTable,
+    stats_at_ns: u64,
+    stats_ok: bool,
 }
 
 impl<'c> LibvirtHost<'c> {
@@ -65,6 +72,9 @@ impl<'c> LibvirtHost<'c> {
             cpu_stats: Vec::new(),
             cpu_stats_ok: true,
             live_flag_ok: true,
+            stats: VcpuStatsTable::with_capacity(64, 256),
+            stats_at_ns: 0,
+            stats_ok: true,
         })
     }
 
@@ -150,6 +160,27 @@ impl Host for LibvirtHost<'_> {
         }
     }
 
+    /// One `virConnectGetAllDomainStats` call for every running domain's vCPUs. A driver
+    /// without the call (or one that fails it for any reason but a lost connection)
+    /// leaves demand to be estimated from usage, from then on.
+    fn sample_run_queues(&mut self) -> Result<(), Error> {
+        if !self.stats_ok {
+            return Ok(());
+        }
+        match self.conn.vcpu_stats(&mut self.stats) {
+            Ok(()) => {
+                self.stats_at_ns = self.now_ns();
+                Ok(())
+            }
+            Err(e) if e.kind() == FailureKind::ConnectionLost => Err(e),
+            Err(_) => {
+                self.stats_ok = false;
+                self.stats = VcpuStatsTable::new();
+                Ok(())
+            }
+        }
+    }
+
     fn sample(&mut self, i: usize, out: &mut Vec<VcpuSample>) -> Result<(), Error> {
         let d = &self.domains[i];
         let n = d.vcpus;
@@ -180,6 +211,11 @@ impl Host for LibvirtHost<'_> {
         };
         let at_ns = self.now_ns();
         let d = &self.domains[i];
+        // This domain's bulk stats, matched by UUID; a domain the call did not report
+        // (started since) or a vCPU it did not cover (hotplugged since) has none, and
+        // its demand is estimated for this tick.
+        let stats = self.stats.domain(&d.key.uuid).unwrap_or(&[]);
+        let stats_at_ns = self.stats_at_ns;
         for (k, info) in self.info[..got].iter().enumerate() {
             let mask = cpumap::get_cpumap(&self.maps, maplen, k).unwrap_or(&[]);
             out.push(VcpuSample {
@@ -188,7 +224,13 @@ impl Host for LibvirtHost<'_> {
                 cpu_time_ns: info.cpu_time_ns(),
                 at_ns,
                 pinned_to: cpumap::only_cpu(mask, self.pcpus).map(|c| PcpuId(c as u32)),
-                run_queue: None,
+                run_queue: stats.get(info.number() as usize).and_then(|s| {
+                    Some(RunQueue {
+                        time_ns: s.time_ns?,
+                        delay_ns: s.delay_ns?,
+                        at_ns: stats_at_ns,
+                    })
+                }),
                 last_ran_on: info
                     .last_cpu()
                     .filter(|&c| c < self.pcpus)

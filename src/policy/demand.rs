@@ -5,8 +5,8 @@ use super::{Item, Params, Policy, Scratch};
 
 /// Measured load per pCPU: a pinned vCPU counts on its pCPU, an unpinned one where it
 /// last ran (the best we know of where its load is). Also how busy each pCPU was by
-/// anyone (`pcpu_busy`, when the host reports it; never less than the vCPU load).
-pub(super) fn measure_loads(items: &[Item], pcpu_busy: &[Option<f64>], s: &mut Scratch) {
+/// anyone (as the host reported it, but never less than the vCPU load).
+pub(super) fn measure_loads(items: &[Item], s: &mut Scratch) {
     for (i, it) in items.iter().enumerate() {
         let Some(u) = it.usage else { continue };
         if let Some(p) = it.pinned.or(it.last_ran) {
@@ -20,9 +20,8 @@ pub(super) fn measure_loads(items: &[Item], pcpu_busy: &[Option<f64>], s: &mut S
             s.item[i].at = Some(p);
         }
     }
-    for (p, w) in s.pcpu.iter_mut().enumerate() {
-        let reported = pcpu_busy.get(p).copied().flatten();
-        w.busy = reported.unwrap_or(0.0).max(w.measured);
+    for w in s.pcpu.iter_mut() {
+        w.busy = w.busy.max(w.measured);
     }
 }
 
@@ -71,6 +70,9 @@ pub(super) fn estimate(policy: Policy, items: &[Item], params: &Params, s: &mut 
             }
         }
         s.item[i].demand = d;
+        if let Some(p) = it.pinned.or(it.last_ran) {
+            s.pcpu[p].demand_here += d;
+        }
         match (it.pinned, it.managed, it.last_ran) {
             (Some(p), _, _) => s.pcpu[p].load += d,
             // Unmanaged and unpinned: it stays where it is, so its load stays there.

@@ -138,6 +138,17 @@ pub struct Item {
     pub left: Option<usize>,
 }
 
+/// One pCPU as the policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pcpu {
+    /// The fraction of it that was busy since last tick, by anyone (the host reports
+    /// it when demand is estimated); `None` when unknown.
+    pub busy: Option<f64>,
+    /// May managed vCPUs be placed here (`--cpus`)? The verdict and the plan look at
+    /// allowed pCPUs only; managed vCPUs found elsewhere are moved in.
+    pub allowed: bool,
+}
+
 /// One planned pin: item index (into the slice given to [`plan`]) to pCPU `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Planned {
@@ -181,6 +192,12 @@ impl Analysis {
 pub struct Outputs<'a> {
     /// Measured load of each pCPU: the usage of the vCPUs on it.
     pub loads: &'a mut [f64],
+    /// Demand on each pCPU before this tick's moves: what the vCPUs on it want, as the
+    /// policy sees it (measured, estimated, or usage for `seed`).
+    pub demand: &'a mut [f64],
+    /// Per item: the demand the policy planned with (measured, estimated, or usage),
+    /// fraction of one pCPU; 0 for a vCPU not measured yet.
+    pub item_demand: &'a mut [f64],
     /// Per item: its usage when that usage *is* its demand (it was not held back by
     /// sharing its pCPU), else `None`. Callers keep it as [`Item::known_demand`].
     pub observed: &'a mut [Option<f64>],
@@ -193,6 +210,8 @@ pub struct Outputs<'a> {
 struct PcpuWork {
     /// Measured load (what is reported and what `seed` balances).
     measured: f64,
+    /// Demand of the vCPUs running here before any move (what is reported).
+    demand_here: f64,
     /// Planning load: starts from pinned vCPUs' demand, updated as moves are planned.
     load: f64,
     /// Number of vCPUs on it (planned positions).
@@ -204,6 +223,8 @@ struct PcpuWork {
     /// The fraction that was busy, by vCPUs or anything else on the host (the vCPU
     /// load where the host cannot tell).
     busy: f64,
+    /// May managed vCPUs be placed here?
+    allowed: bool,
     /// Where the items that started the search here sit in [`Scratch::members`].
     first: usize,
     len: usize,
@@ -237,9 +258,13 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    fn reset(&mut self, pcpus: usize, items: &[Item]) {
+    fn reset(&mut self, pcpus: &[Pcpu], items: &[Item]) {
         self.pcpu.clear();
-        self.pcpu.resize(pcpus, PcpuWork::default());
+        self.pcpu.extend(pcpus.iter().map(|p| PcpuWork {
+            busy: p.busy.unwrap_or(0.0),
+            allowed: p.allowed,
+            ..PcpuWork::default()
+        }));
         self.item.clear();
         self.item.resize(items.len(), ItemWork::default());
         self.order.clear();
@@ -259,25 +284,30 @@ impl Scratch {
         }
     }
 
+    /// σ of a per-pCPU figure over the allowed pCPUs.
     fn sigma_of(&self, f: impl Fn(&PcpuWork) -> f64 + Copy) -> f64 {
-        sigma_pct_iter(self.pcpu.iter().map(f))
+        sigma_pct_iter(self.allowed().map(f))
+    }
+
+    fn allowed(&self) -> impl Iterator<Item = &PcpuWork> + Clone {
+        self.pcpu.iter().filter(|p| p.allowed)
     }
 
     /// The least load any placement could give the busiest pCPU: max(largest demand,
     /// mean load), counting the placed items and `extra` (demands about to be placed).
     fn bound(&self, extra: impl Iterator<Item = f64>) -> f64 {
-        let mut total: f64 = self.pcpu.iter().map(|p| p.load).sum();
+        let mut total: f64 = self.allowed().map(|p| p.load).sum();
         let mut largest = self
             .item
             .iter()
-            .filter(|w| w.at.is_some())
+            .filter(|w| w.at.is_some_and(|p| self.pcpu[p].allowed))
             .map(|w| w.demand)
             .fold(0.0, f64::max);
         for d in extra {
             total += d;
             largest = largest.max(d);
         }
-        largest.max(total / self.pcpu.len().max(1) as f64)
+        largest.max(total / self.allowed().count().max(1) as f64)
     }
 
     /// The most a pCPU may carry before the top rule acts: `ratio` × the bound, and
@@ -290,7 +320,7 @@ impl Scratch {
     /// Is the busiest pCPU over [`Scratch::top_cap`]?
     fn top_over(&self, params: &Params, ratio: f64) -> bool {
         let cap = self.top_cap(params, ratio);
-        self.pcpu.iter().any(|p| p.load > cap)
+        self.allowed().any(|p| p.load > cap)
     }
 }
 
@@ -311,8 +341,9 @@ fn sigma_pct_iter(loads: impl Iterator<Item = f64> + Clone) -> f64 {
     var.sqrt() * 100.0
 }
 
-/// Decide this tick's pins and give the verdict. `out.loads.len()` is the number of
-/// pCPUs (≥ 1) and `out.observed.len() == items.len()`.
+/// Decide this tick's pins and give the verdict. `pcpus` has one entry per pCPU (at
+/// least one of them allowed), and so have `out.loads` and `out.demand`;
+/// `out.observed` and `out.item_demand` have one per item.
 ///
 /// Both policies first take new vCPUs into management: a managed vCPU whose affinity
 /// spans several pCPUs (new domains start that way) is pinned to one, largest demand
@@ -334,14 +365,14 @@ fn sigma_pct_iter(loads: impl Iterator<Item = f64> + Clone) -> f64 {
 pub fn plan(
     policy: Policy,
     items: &[Item],
-    pcpu_busy: &[Option<f64>],
+    pcpus: &[Pcpu],
     params: &Params,
     s: &mut Scratch,
     out: Outputs<'_>,
 ) -> Analysis {
     out.moves.clear();
-    s.reset(out.loads.len(), items);
-    demand::measure_loads(items, pcpu_busy, s);
+    s.reset(pcpus, items);
+    demand::measure_loads(items, s);
     let any_usage = items.iter().any(|i| i.usage.is_some());
     let sigma = any_usage.then(|| s.sigma_of(|p| p.measured));
 
@@ -370,11 +401,17 @@ pub fn plan(
             Policy::Balance => moves::balance_moves(items, params, s, out.moves),
         }
     }
-    for (p, w) in out.loads.iter_mut().zip(&s.pcpu) {
-        *p = w.measured;
+    for ((l, d), w) in out.loads.iter_mut().zip(out.demand.iter_mut()).zip(&s.pcpu) {
+        (*l, *d) = (w.measured, w.demand_here);
     }
-    for (i, o) in out.observed.iter_mut().enumerate() {
+    for (i, (o, d)) in out
+        .observed
+        .iter_mut()
+        .zip(out.item_demand.iter_mut())
+        .enumerate()
+    {
         *o = demand::observed(items, params, s, i);
+        *d = s.item[i].demand;
     }
     analysis
 }

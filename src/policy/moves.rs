@@ -11,8 +11,9 @@ use super::{Item, Params, Planned, Scratch};
 /// Loads closer than this are equal (sums of demands carry rounding error).
 const TIE: f64 = 1e-9;
 
-/// Pin every managed vCPU that is not pinned to exactly one pCPU: largest first onto
-/// the least loaded pCPU (greedy LPT), ties to fewer vCPUs of the same domain.
+/// Pin every managed vCPU that is not pinned to exactly one allowed pCPU (new ones, and
+/// ones found outside `--cpus`): largest first onto the least loaded allowed pCPU
+/// (greedy LPT), ties to fewer vCPUs of the same domain.
 ///
 /// With `relieve` (the `balance` policy), when there are such vCPUs, pCPUs loaded over
 /// `top_target` × the bound first give up vCPUs to place along with them: placing the
@@ -24,13 +25,17 @@ pub(super) fn place_new(
     s: &mut Scratch,
     moves: &mut Vec<Planned>,
 ) {
-    s.order.extend(
-        items
-            .iter()
-            .enumerate()
-            .filter(|(_, it)| it.managed && it.pinned.is_none() && it.usage.is_some())
-            .map(|(i, _)| i),
-    );
+    for (i, it) in items.iter().enumerate() {
+        let outside = it.pinned.is_none_or(|p| !s.pcpu[p].allowed);
+        if it.managed && outside && it.usage.is_some() {
+            // Off the pCPU it is pinned to (outside the set): it is placed anew.
+            if let Some(p) = s.item[i].at.take() {
+                s.pcpu[p].load -= s.item[i].demand;
+                s.pcpu[p].count -= 1;
+            }
+            s.order.push(i);
+        }
+    }
     if let Some(params) = relieve.filter(|_| !s.order.is_empty()) {
         relieve_overloads(items, params, s);
     }
@@ -39,12 +44,12 @@ pub(super) fn place_new(
         .sort_unstable_by(|&a, &b| work[b].demand.total_cmp(&work[a].demand).then(a.cmp(&b)));
     for k in 0..s.order.len() {
         let i = s.order[k];
-        let Some(min) = s.pcpu.iter().map(|p| p.load).min_by(f64::total_cmp) else {
+        let Some(min) = s.allowed().map(|p| p.load).min_by(f64::total_cmp) else {
             return;
         };
         // Not back where it was just moved away from, unless there is nowhere else.
         let to = (0..s.pcpu.len())
-            .filter(|&p| s.pcpu[p].load <= min + TIE)
+            .filter(|&p| s.pcpu[p].allowed && s.pcpu[p].load <= min + TIE)
             .min_by_key(|&p| (!may_go(items, i, p), siblings(s, i, p), p))
             .unwrap_or(0);
         let w = &mut s.item[i];
@@ -69,7 +74,7 @@ fn relieve_overloads(items: &[Item], params: &Params, s: &mut Scratch) {
     let cap = (params.top_target * bound).max(bound + params.min_gain);
     index_by_pcpu(s);
     for p in 0..s.pcpu.len() {
-        while s.pcpu[p].load > cap + TIE {
+        while s.pcpu[p].allowed && s.pcpu[p].load > cap + TIE {
             let excess = s.pcpu[p].load - cap;
             let on = started_on(s, p);
             let enough = on.partition_point(|&i| s.item[i].demand < excess);
@@ -243,7 +248,7 @@ fn may_go(items: &[Item], i: usize, p: usize) -> bool {
 /// trying: among those tied for least, the one with fewest vCPUs of the same domain.
 fn best_move(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option<Candidate> {
     let min = (0..s.pcpu.len())
-        .filter(|&p| p != src)
+        .filter(|&p| p != src && s.pcpu[p].allowed)
         .map(|p| s.pcpu[p].load)
         .min_by(f64::total_cmp)?;
     let mut best: Option<Candidate> = None;
@@ -254,7 +259,9 @@ fn best_move(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option
         // The tied least loaded pCPUs a may go to; a vCPU barred from all of them (it
         // just left the only one) waits for another tick rather than settle for worse.
         let Some(to) = (0..s.pcpu.len())
-            .filter(|&p| p != src && s.pcpu[p].load <= min + TIE && may_go(items, a, p))
+            .filter(|&p| {
+                p != src && s.pcpu[p].allowed && s.pcpu[p].load <= min + TIE && may_go(items, a, p)
+            })
             .min_by_key(|&p| (siblings(s, a, p), p))
         else {
             continue;
@@ -289,7 +296,9 @@ fn best_swap(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option
             continue;
         }
         let da = s.item[a].demand;
-        for dst in (0..s.pcpu.len()).filter(|&p| p != src && may_go(items, a, p)) {
+        for dst in
+            (0..s.pcpu.len()).filter(|&p| p != src && s.pcpu[p].allowed && may_go(items, a, p))
+        {
             let gap = ls - s.pcpu[dst].load;
             if gap <= params.min_gain {
                 continue;
@@ -336,12 +345,16 @@ fn apply(s: &mut Scratch, i: usize, to: usize) {
     w.moved = true;
 }
 
-/// The pCPU with the highest planning load (the lowest index on ties).
+/// The allowed pCPU with the highest planning load (the lowest index on ties).
 fn busiest(s: &Scratch) -> Option<usize> {
-    (0..s.pcpu.len()).max_by(|&a, &b| s.pcpu[a].load.total_cmp(&s.pcpu[b].load).then(b.cmp(&a)))
+    (0..s.pcpu.len())
+        .filter(|&p| s.pcpu[p].allowed)
+        .max_by(|&a, &b| s.pcpu[a].load.total_cmp(&s.pcpu[b].load).then(b.cmp(&a)))
 }
 
-/// The pCPU with the lowest planning load (the lowest index on ties).
+/// The allowed pCPU with the lowest planning load (the lowest index on ties).
 fn idlest(s: &Scratch) -> Option<usize> {
-    (0..s.pcpu.len()).min_by(|&a, &b| s.pcpu[a].load.total_cmp(&s.pcpu[b].load).then(a.cmp(&b)))
+    (0..s.pcpu.len())
+        .filter(|&p| s.pcpu[p].allowed)
+        .min_by(|&a, &b| s.pcpu[a].load.total_cmp(&s.pcpu[b].load).then(a.cmp(&b)))
 }

@@ -29,13 +29,24 @@ fn run_out(
     let mut s = Scratch::default();
     let mut moves = Vec::new();
     let mut loads = vec![f64::NAN; pcpus];
+    let mut demand = vec![f64::NAN; pcpus];
     let mut observed = vec![Some(f64::NAN); items.len()];
+    let mut item_demand = vec![f64::NAN; items.len()];
     let out = Outputs {
         loads: &mut loads,
+        demand: &mut demand,
         observed: &mut observed,
+        item_demand: &mut item_demand,
         moves: &mut moves,
     };
-    let a = plan(policy, items, &[], &Params::default(), &mut s, out);
+    let all = vec![
+        Pcpu {
+            busy: None,
+            allowed: true
+        };
+        pcpus
+    ];
+    let a = plan(policy, items, &all, &Params::default(), &mut s, out);
     ((a, moves), loads, observed)
 }
 

@@ -1,2 +1,3 @@
 //! Support shared by the integration tests.
 pub mod guests;
+pub mod harness;

@@ -37,7 +37,7 @@ pub const DEFAULT_TICKS: u64 = 30;
 /// Seed of the noise generator when the file has no `seed` line.
 pub const DEFAULT_SEED: u64 = 1;
 /// Larger than any host libvirt runs on; stops a typo from sizing huge masks.
-pub const MAX_PCPUS: usize = 8192;
+pub const MAX_PCPUS: usize = crate::cpumap::MAX_CPUS;
 
 /// A checked scenario: every name, count and tick in it is consistent.
 #[derive(Debug, Clone, PartialEq)]
