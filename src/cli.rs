@@ -51,7 +51,8 @@ pub struct SimulateArgs {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Run(Config),
+    /// Boxed: a `Config` is much larger than the other commands.
+    Run(Box<Config>),
     Simulate(SimulateArgs),
     Help(String),
     Version,
@@ -201,7 +202,7 @@ pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageErr
         ),
         ..SchedConfig::default()
     };
-    Ok(Command::Run(Config {
+    Ok(Command::Run(Box::new(Config {
         uri,
         interval,
         once: m.opt_present("once"),
@@ -209,7 +210,7 @@ pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageErr
         monitor: m.opt_present("monitor"),
         cpus: parse_cpus(m.opt_str("cpus"))?,
         sched,
-    }))
+    })))
 }
 
 fn parse_simulate(args: &[String]) -> Result<Command, UsageError> {

@@ -75,7 +75,7 @@ fn run() -> Result<(), Failure> {
             println!("vcpu-scheduler {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Run(cfg) => daemon(cfg),
+        Command::Run(cfg) => daemon(*cfg),
         Command::Simulate(a) => simulate(a),
     }
 }
