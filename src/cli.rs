@@ -373,7 +373,7 @@ mod tests {
 
     fn run(v: &[&str]) -> Config {
         match parse(&args(v), None) {
-            Ok(Command::Run(c)) => c,
+            Ok(Command::Run(c)) => *c,
             other => panic!("{other:?}"),
         }
     }
