@@ -30,9 +30,11 @@ use std::time::{Duration, Instant};
 
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::policy::{Params, Policy};
-use vcpu_scheduler::sim::SplitMix64;
+use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario};
+use vcpu_scheduler::sim::simulate::INTERVAL_NS;
 use vcpu_scheduler::sim::simulate::{SimOptions, Summary, run_scenario};
+use vcpu_scheduler::sim::{SimHost, SplitMix64};
 
 /// What is compared: a policy, and whether the simulated host reports run-queue delay
 /// (demand measured) or not (demand estimated from usage). `seed` plans on usage alone,
@@ -79,7 +81,75 @@ fn run() -> Result<(), String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     scenario_table(&dir)?;
     println!();
-    random_scenarios()
+    random_scenarios()?;
+    println!();
+    scale(&dir)
+}
+
+/// Cost of the scheduler's own tick on large simulated hosts: each `Scheduler::tick`
+/// timed alone (the host model's interval is not counted), demand measured.
+fn scale(dir: &Path) -> Result<(), String> {
+    println!("## Scale (scheduler tick alone, demand measured)");
+    println!();
+    println!("| host | ticks | total | worst tick | steady tick (last 10) | migrations |");
+    println!("|---|---|---|---|---|---|");
+    let large = Scenario::load(&dir.join("large-500x4.scn")).map_err(|e| e.to_string())?;
+    // 2,000 domains of 4 vCPUs on 256 pCPUs, each domain pinned to one of pCPUs 0-31,
+    // demands uniform in 0-5 % (about 78 % of the host).
+    let mut rng = SplitMix64::new(0x256_8000);
+    let huge = Scenario {
+        pcpus: 256,
+        ticks: 30,
+        noise_pct: 0.0,
+        seed: 1,
+        reports_delay: true,
+        domains: (0..2000)
+            .map(|d| DomainSpec {
+                name: format!("d{d:04}"),
+                demands_pct: (0..4).map(|_| rng.range(0, 5) as f64).collect(),
+                affinity: CpuMap::parse_list(&(d % 32).to_string(), 256)
+                    .unwrap_or_else(|_| CpuMap::all(256)),
+            })
+            .collect(),
+        events: Vec::new(),
+    };
+    for (label, sc) in [
+        (
+            "500 domains x 4 vCPUs on 64 pCPUs (large-500x4.scn)",
+            &large,
+        ),
+        ("2,000 domains x 4 vCPUs on 256 pCPUs", &huge),
+    ] {
+        let mut host = SimHost::new(sc.pcpus);
+        for d in &sc.domains {
+            let demands: Vec<f64> = d.demands_pct.iter().map(|p| p / 100.0).collect();
+            host.add_domain(&d.name, &demands, &d.affinity)
+                .map_err(|e| e.to_string())?;
+        }
+        let mut sched = Scheduler::new(host, SchedConfig::default());
+        sched.tick().map_err(|e| e.to_string())?;
+        let (mut total, mut worst, mut last10) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        for k in 0..sc.ticks {
+            sched.host_mut().advance(INTERVAL_NS);
+            let t = Instant::now();
+            sched.tick().map_err(|e| e.to_string())?;
+            let took = t.elapsed();
+            total += took;
+            worst = worst.max(took);
+            if k + 10 >= sc.ticks {
+                last10 += took;
+            }
+        }
+        println!(
+            "| {label} | {} | {:.1} ms | {:.2} ms | {:.3} ms | {} |",
+            sc.ticks,
+            total.as_secs_f64() * 1e3,
+            worst.as_secs_f64() * 1e3,
+            last10.as_secs_f64() * 1e3 / 10.0,
+            sched.migrations()
+        );
+    }
+    Ok(())
 }
 
 fn scenario_table(dir: &Path) -> Result<(), String> {

@@ -1,64 +1,133 @@
-//! Prints what one scheduler tick costs against a libvirt URI: wall time per tick and
-//! the libvirt calls behind it. Run it as
-//! `cargo run --release --example tick_cost [URI] [TICKS]`
-//! (default: the 4-pCPU test-driver fixture, 10,000 ticks). Against `qemu:///system`
-//! with guests running it measures the real daemon's round trips.
+//! Prints what one scheduler tick costs against a libvirt URI: time per tick and the
+//! libvirt calls behind it (round trips to the hypervisor, counted by the library).
+//!
+//! ```text
+//! cargo run --release --example tick_cost [URI | large] [TICKS]
+//! ```
+//!
+//! - no URI: the 4-pCPU test-driver fixture (`tests/fixtures/node4.xml`), 10,000 ticks;
+//! - `large`: a test-driver node written to `target/tick_cost/`: 500 domains of 4 vCPUs
+//!   on 64 pCPUs, every domain pinned to one of pCPUs 0-7, 1,000 ticks;
+//! - any other URI, e.g. `qemu:///system` with guests running: the real daemon's round
+//!   trips.
+//!
+//! Two figures each: a dry run (it decides every tick and pins nothing, so an
+//! unbalanced host is planned again and again), and steady ticks (it pins; timed once
+//! nothing moved for 5 ticks in a row). libvirt's test driver reports no run-queue
+//! delay and a fake, near-zero cpu time, so there it measures the plumbing, not the
+//! planning: the planning's cost at scale is measured in the simulator (`bench`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
+use vcpu_scheduler::host::Host;
+use vcpu_scheduler::libvirt::{self, Connection, LibvirtHost};
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 
 fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, msg)) => {
+            eprintln!("tick_cost: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run() -> Result<(), (u8, String)> {
     let mut args = std::env::args().skip(1);
-    let uri = args.next().unwrap_or_else(|| {
-        format!(
-            "test://{}/tests/fixtures/node4.xml",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
+    let first = args.next();
+    let (uri, default_ticks) = match first.as_deref() {
+        None => (
+            format!(
+                "test://{}/tests/fixtures/node4.xml",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            10_000,
+        ),
+        Some("large") => (large_node().map_err(|e| (1, e))?, 1_000),
+        Some(uri) => (uri.to_owned(), 200),
+    };
     let ticks: u32 = match args.next().map(|t| t.parse()) {
-        None => 10_000,
+        None => default_ticks,
         Some(Ok(n)) if n > 0 => n,
-        Some(_) => {
-            eprintln!("tick_cost: TICKS must be a positive whole number");
-            return ExitCode::from(2);
+        Some(_) => return Err((2, "TICKS must be a positive whole number".into())),
+    };
+    let conn = Connection::open(&uri).map_err(|e| (1, format!("cannot connect to {uri}: {e}")))?;
+    for dry_run in [true, false] {
+        let host = LibvirtHost::new(&conn).map_err(|e| (1, format!("{uri}: {e}")))?;
+        let cfg = SchedConfig {
+            dry_run,
+            ..SchedConfig::default()
+        };
+        let mut sched = Scheduler::new(host, cfg);
+        let tick = |s: &mut Scheduler<LibvirtHost<'_>>| s.tick().map_err(|e| (1, e.to_string()));
+        tick(&mut sched)?;
+        if !dry_run {
+            // Let it settle: the first ticks take new vCPUs in and balance.
+            let mut quiet = 0;
+            for _ in 0..100 {
+                let before = sched.migrations();
+                tick(&mut sched)?;
+                quiet = if sched.migrations() == before {
+                    quiet + 1
+                } else {
+                    0
+                };
+                if quiet == 5 {
+                    break;
+                }
+            }
         }
-    };
-    let conn = match Connection::open(&uri) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("tick_cost: cannot connect to {uri}: {e}");
-            return ExitCode::from(1);
+        let (vcpus, domains) = (sched.report().units.len(), sched.host().domain_count());
+        let (calls, pins) = (libvirt::rpc_calls(), sched.migrations());
+        let start = Instant::now();
+        let mut worst = Duration::ZERO;
+        for _ in 0..ticks {
+            let t = Instant::now();
+            tick(&mut sched)?;
+            worst = worst.max(t.elapsed());
         }
-    };
-    let host = match LibvirtHost::new(&conn) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("tick_cost: {uri}: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    // Dry run: measure the cost of deciding without disturbing a live host.
-    let cfg = SchedConfig {
-        dry_run: true,
-        ..SchedConfig::default()
-    };
-    let mut sched = Scheduler::new(host, cfg);
-    if let Err(e) = sched.tick() {
-        eprintln!("tick_cost: {e}");
-        return ExitCode::from(1);
+        let per_tick = start.elapsed() / ticks;
+        let calls = (libvirt::rpc_calls() - calls) as f64 / f64::from(ticks);
+        let pins = (sched.migrations() - pins) as f64 / f64::from(ticks);
+        println!(
+            "{uri}: {domains} domains, {vcpus} vcpus, {} pcpus; {} ticks: {per_tick:?} per tick \
+             (worst {worst:?}), {calls:.1} libvirt calls per tick ({pins:.1} pins), demand {}",
+            sched.host().pcpus(),
+            if dry_run { "dry-run" } else { "steady" },
+            sched.report().mode.describe(),
+        );
     }
-    let vcpus = sched.report().units.len();
-    let start = Instant::now();
-    for _ in 0..ticks {
-        if let Err(e) = sched.tick() {
-            eprintln!("tick_cost: {e}");
-            return ExitCode::from(1);
+    Ok(())
+}
+
+/// Writes the `large` test-driver node and returns its URI.
+fn large_node() -> Result<String, String> {
+    const PCPUS: usize = 64;
+    const DOMAINS: usize = 500;
+    const VCPUS: usize = 4;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tick_cost");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut xml = format!(
+        "<node><cpu><mhz>2000</mhz><model>x86_64</model><active>{PCPUS}</active>\
+         <nodes>1</nodes><sockets>1</sockets><cores>{PCPUS}</cores><threads>1</threads>\
+         </cpu><memory>67108864</memory>\n"
+    );
+    for d in 0..DOMAINS {
+        xml.push_str(&format!(
+            "<domain type='test'><name>d{d:03}</name>\
+             <uuid>00000000-0000-4000-8000-{d:012}</uuid><memory>65536</memory>\
+             <vcpu placement='static'>{VCPUS}</vcpu><cputune>"
+        ));
+        for v in 0..VCPUS {
+            xml.push_str(&format!("<vcpupin vcpu='{v}' cpuset='{}'/>", d % 8));
         }
+        xml.push_str("</cputune><os><type>hvm</type></os></domain>\n");
     }
-    let per_tick = start.elapsed() / ticks;
-    println!("uri {uri}: {vcpus} vcpus, {ticks} ticks, {per_tick:?} per tick (dry run)");
-    ExitCode::SUCCESS
+    xml.push_str("</node>\n");
+    let path = dir.join("node-500x4.xml");
+    std::fs::write(&path, xml).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format!("test://{}", path.display()))
 }

@@ -255,6 +255,8 @@ pub struct Scratch {
     order: Vec<usize>,
     /// Item indices grouped by pCPU (see [`PcpuWork::first`]).
     members: Vec<usize>,
+    /// This round's least loaded allowed pCPUs, by index: where a single move goes.
+    ties: Vec<usize>,
 }
 
 impl Scratch {
@@ -310,16 +312,14 @@ impl Scratch {
         largest.max(total / self.allowed().count().max(1) as f64)
     }
 
-    /// The most a pCPU may carry before the top rule acts: `ratio` × the bound, and
-    /// at least `min_gain` over it (loads of a few percent are not worth a move).
-    fn top_cap(&self, params: &Params, ratio: f64) -> f64 {
-        let bound = self.bound(std::iter::empty());
+    /// The most a pCPU may carry before the top rule acts: `ratio` × `bound`, and at
+    /// least `min_gain` over it (loads of a few percent are not worth a move).
+    fn top_cap(params: &Params, bound: f64, ratio: f64) -> f64 {
         (ratio * bound).max(bound + params.min_gain)
     }
 
-    /// Is the busiest pCPU over [`Scratch::top_cap`]?
-    fn top_over(&self, params: &Params, ratio: f64) -> bool {
-        let cap = self.top_cap(params, ratio);
+    /// Is any allowed pCPU over `cap`?
+    fn any_over(&self, cap: f64) -> bool {
         self.allowed().any(|p| p.load > cap)
     }
 }
@@ -393,7 +393,11 @@ pub fn plan(
     // it can change (measured σ can stay over on a host no placement evens out).
     let act = match policy {
         Policy::Seed => !analysis.balanced(),
-        Policy::Balance => !analysis.demand_within || s.top_over(params, params.top_trigger),
+        Policy::Balance => {
+            let bound = s.bound(std::iter::empty());
+            !analysis.demand_within
+                || s.any_over(Scratch::top_cap(params, bound, params.top_trigger))
+        }
     };
     if any_usage && act {
         match policy {

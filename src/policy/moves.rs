@@ -71,7 +71,7 @@ pub(super) fn place_new(
 /// there is room for them.
 fn relieve_overloads(items: &[Item], params: &Params, s: &mut Scratch) {
     let bound = s.bound(s.order.iter().map(|&i| s.item[i].demand));
-    let cap = (params.top_target * bound).max(bound + params.min_gain);
+    let cap = Scratch::top_cap(params, bound, params.top_target);
     index_by_pcpu(s);
     for p in 0..s.pcpu.len() {
         while s.pcpu[p].allowed && s.pcpu[p].load > cap + TIE {
@@ -147,12 +147,15 @@ pub(super) fn balance_moves(
 ) {
     index_by_pcpu(s);
     let target = params.threshold_pct * params.target_ratio;
+    // Moves change neither the total nor the largest demand: the bound holds all along.
+    let cap = Scratch::top_cap(params, s.bound(std::iter::empty()), params.top_target);
     // Each round moves at least one vCPU that cannot move again this tick.
     for _ in 0..items.len() {
-        if s.sigma_of(|p| p.load) <= target && !s.top_over(params, params.top_target) {
+        if s.sigma_of(|p| p.load) <= target && !s.any_over(cap) {
             break;
         }
         let Some(src) = busiest(s) else { break };
+        least_loaded(s, src);
         let best = best_move(items, params, s, src).or_else(|| best_swap(items, params, s, src));
         let Some(c) = best else { break };
         for (i, to) in [Some((c.a, c.to)), c.b].into_iter().flatten() {
@@ -243,36 +246,57 @@ fn may_go(items: &[Item], i: usize, p: usize) -> bool {
     items[i].left != Some(p)
 }
 
-/// The best single move off `src`. The change in squared loads only grows with the
-/// destination's load, so the least loaded pCPUs are the only destinations worth
-/// trying: among those tied for least, the one with fewest vCPUs of the same domain.
-fn best_move(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option<Candidate> {
+/// Fill `s.ties` with the allowed pCPUs other than `src` tied for the least load.
+fn least_loaded(s: &mut Scratch, src: usize) {
+    s.ties.clear();
     let min = (0..s.pcpu.len())
         .filter(|&p| p != src && s.pcpu[p].allowed)
         .map(|p| s.pcpu[p].load)
-        .min_by(f64::total_cmp)?;
+        .min_by(f64::total_cmp);
+    let Some(min) = min else { return };
+    for p in 0..s.pcpu.len() {
+        if p != src && s.pcpu[p].allowed && s.pcpu[p].load <= min + TIE {
+            s.ties.push(p);
+        }
+    }
+}
+
+/// Where among the tied least loaded pCPUs item `a` goes: the first with no vCPU of
+/// its domain (usually the first of all), else the one with fewest; never back where
+/// it was just moved away from. `None` when that rules out all of them: it waits for
+/// another tick rather than settle for worse.
+fn tie_for(items: &[Item], s: &Scratch, a: usize) -> Option<usize> {
+    let open = s.ties.iter().copied().filter(|&p| may_go(items, a, p));
+    if let Some(p) = open.clone().find(|&p| siblings(s, a, p) == 0) {
+        return Some(p);
+    }
+    open.min_by_key(|&p| (siblings(s, a, p), p))
+}
+
+/// The best single move off `src`. The change in squared loads only grows with the
+/// destination's load, so the least loaded pCPUs (`s.ties`) are the only destinations
+/// worth trying, and the change is the same for all of them: pick the vCPU first, then
+/// among those pCPUs the one with fewest vCPUs of the same domain.
+fn best_move(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option<Candidate> {
+    let &any = s.ties.first()?;
     let mut best: Option<Candidate> = None;
     for &a in started_on(s, src) {
         if !movable(items, s, a, src) {
             continue;
         }
-        // The tied least loaded pCPUs a may go to; a vCPU barred from all of them (it
-        // just left the only one) waits for another tick rather than settle for worse.
-        let Some(to) = (0..s.pcpu.len())
-            .filter(|&p| {
-                p != src && s.pcpu[p].allowed && s.pcpu[p].load <= min + TIE && may_go(items, a, p)
-            })
-            .min_by_key(|&p| (siblings(s, a, p), p))
-        else {
+        let Some(delta) = improves(s, params, src, any, s.item[a].demand) else {
             continue;
         };
-        let Some(delta) = improves(s, params, src, to, s.item[a].demand) else {
+        if best.is_some_and(|b| delta >= b.delta - TIE) {
+            continue;
+        }
+        let Some(to) = tie_for(items, s, a) else {
             continue;
         };
         if !has_room(items, params, s, a, to) {
             continue;
         }
-        if best.is_none_or(|b| delta < b.delta - TIE) {
+        {
             best = Some(Candidate {
                 a,
                 to,
