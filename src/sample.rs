@@ -303,6 +303,64 @@ mod tests {
         );
     }
 
+    fn rq(time_ns: u64, delay_ns: u64, at_ns: u64) -> RunQueue {
+        RunQueue {
+            time_ns,
+            delay_ns,
+            at_ns,
+        }
+    }
+
+    #[test]
+    fn demand_is_time_plus_delay_over_the_interval() {
+        // A busy vCPU sharing with two others: ran a third, waited two thirds.
+        let d = demand(&rq(0, 0, 0), &rq(680_000_000, 1_370_000_000, 2_050_000_000));
+        assert!((d.unwrap() - 1.0).abs() < 1e-9, "{d:?}");
+        // A 30 % guest alone: ran 0.63 s, waited 0.014 s, over 2.05 s.
+        let d = demand(&rq(0, 0, 0), &rq(630_000_000, 14_000_000, 2_050_000_000)).unwrap();
+        assert!((d - 0.314).abs() < 0.001, "{d}");
+        // Clamped to one pCPU (the two counters are read at slightly different times).
+        assert_eq!(demand(&rq(0, 0, 0), &rq(600, 500, 1_000)), Some(1.0));
+    }
+
+    #[test]
+    fn demand_needs_forward_counters_and_interval() {
+        assert_eq!(
+            demand(&rq(0, 500, 0), &rq(100, 400, 1_000)),
+            None,
+            "delay back"
+        );
+        assert_eq!(
+            demand(&rq(500, 0, 0), &rq(100, 0, 1_000)),
+            None,
+            "time back"
+        );
+        assert_eq!(
+            demand(&rq(0, 0, 1_000), &rq(100, 0, 1_000)),
+            None,
+            "no time passed"
+        );
+    }
+
+    #[test]
+    fn smoothing_averages_noise_and_takes_real_changes_at_once() {
+        let mut s = Smoothed::update(None, 0.5);
+        assert_eq!(s.value, 0.5);
+        // Readings within the band: averaged, and their spread learned as noise.
+        for raw in [0.53, 0.47, 0.52, 0.48, 0.51, 0.49] {
+            s = Smoothed::update(Some(s), raw);
+        }
+        assert!((s.value - 0.5).abs() < 0.01, "{s:?}");
+        assert!(s.noise > 0.005 && s.noise < 0.03, "{s:?}");
+        // A step well beyond the band is taken whole, the same tick.
+        let t = Smoothed::update(Some(s), 0.95);
+        assert_eq!(t.value, 0.95);
+        assert_eq!(t.noise, s.noise, "a step is not noise");
+        // A step within the floor is followed gradually.
+        let u = Smoothed::update(Some(s), 0.53);
+        assert!(u.value > s.value && u.value < 0.53, "{u:?}");
+    }
+
     #[test]
     fn usage_is_clamped_to_one_pcpu() {
         assert_eq!(usage(0, 0, 1_030, 1_000), Some(1.0));

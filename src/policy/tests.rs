@@ -234,6 +234,86 @@ fn nothing_measured_means_nothing_decided() {
 }
 
 #[test]
+fn measured_demand_is_planned_as_is_and_guesses_nothing() {
+    // Two busy and two half-busy vCPUs all on pCPU 0 of 2: each reads a quarter of it.
+    // Measured, they want 1.0, 1.0, 0.5, 0.5: one busy and one half go to pCPU 1, in
+    // one tick, and no move is a guess.
+    let mut items: Vec<Item> = (0..4).map(|i| pinned(0.25, 0, i)).collect();
+    for (it, d) in items.iter_mut().zip([1.0, 1.0, 0.5, 0.5]) {
+        it.demand = Some(d);
+    }
+    let ((a, moves), _, _) = run_out(Policy::Balance, &items, 2);
+    assert!(!a.demand_within);
+    let mut moved: Vec<usize> = moves.iter().map(|m| m.item).collect();
+    moved.sort();
+    assert_eq!(moves.len(), 2, "{moves:?}");
+    assert!(moves.iter().all(|m| m.to == 1 && !m.guessed), "{moves:?}");
+    assert!(
+        moved[0] < 2 && moved[1] >= 2,
+        "one busy and one half: {moved:?}"
+    );
+}
+
+#[test]
+fn no_vcpu_goes_back_where_it_just_left() {
+    // Three vCPUs of 0.4 on pCPU 0, pCPU 1 empty: one would move to 1, but the only
+    // candidates left pCPU 1 a tick ago; with nowhere else to go, nothing moves.
+    let mut items: Vec<Item> = (0..3).map(|i| pinned(0.4, 0, i)).collect();
+    for it in &mut items {
+        it.demand = Some(0.4);
+        it.left = Some(1);
+    }
+    let (_, moves) = run(Policy::Balance, &items, 2);
+    assert!(moves.is_empty(), "{moves:?}");
+    items[2].left = None;
+    let (_, moves) = run(Policy::Balance, &items, 2);
+    assert_eq!(
+        moves.iter().map(|m| (m.item, m.to)).collect::<Vec<_>>(),
+        [(2, 1)]
+    );
+}
+
+#[test]
+fn cpus_outside_the_set_are_left_and_their_vcpus_moved_in() {
+    // pCPU 0 is reserved: its managed vCPU moves to the least loaded allowed pCPU, and
+    // the unmanaged one stays.
+    let mut items = vec![pinned(0.5, 0, 0), pinned(0.3, 0, 1), pinned(0.2, 1, 2)];
+    items[1].managed = false;
+    let mut s = Scratch::default();
+    let (mut loads, mut demand) = (vec![0.0; 3], vec![0.0; 3]);
+    let (mut observed, mut item_demand) = (vec![None; 3], vec![0.0; 3]);
+    let mut moves = Vec::new();
+    let pcpus: Vec<Pcpu> = [false, true, true]
+        .into_iter()
+        .map(|allowed| Pcpu {
+            busy: None,
+            allowed,
+        })
+        .collect();
+    let out = Outputs {
+        loads: &mut loads,
+        demand: &mut demand,
+        observed: &mut observed,
+        item_demand: &mut item_demand,
+        moves: &mut moves,
+    };
+    let a = plan(
+        Policy::Balance,
+        &items,
+        &pcpus,
+        &Params::default(),
+        &mut s,
+        out,
+    );
+    assert_eq!(
+        moves.iter().map(|m| (m.item, m.to)).collect::<Vec<_>>(),
+        [(0, 2)]
+    );
+    // Measured σ is over the allowed pCPUs only: 0.2 and 0 (pCPU 0's 0.8 is left out).
+    assert!((a.sigma_pct.unwrap() - 10.0).abs() < 1e-9, "{a:?}");
+}
+
+#[test]
 fn outputs_are_measured_loads_and_unheld_usage() {
     // pCPU 0: two busy vCPUs sharing it (capped: usage says nothing of demand);
     // pCPU 1: a 30 % vCPU alone (its usage is its demand).
