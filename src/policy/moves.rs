@@ -220,9 +220,10 @@ fn movable(items: &[Item], s: &Scratch, i: usize, p: usize) -> bool {
 /// the sum of squared loads when it is.
 fn improves(s: &Scratch, params: &Params, src: usize, dst: usize, d: f64) -> Option<f64> {
     let (ls, ld) = (s.pcpu[src].load, s.pcpu[dst].load);
-    // No reversal, and a gain above noise: the destination ends clearly below where
-    // the source started.
-    if d <= 0.0 || ld + d > ls - params.min_gain {
+    // A gain above noise (the busier of the two sheds `d`: exchanging two vCPUs that
+    // want about the same gains nothing), and no reversal: the destination ends clearly
+    // below where the source started.
+    if d < params.min_gain || ld + d > ls - params.min_gain {
         return None;
     }
     Some(2.0 * d * (ld - ls + d))
