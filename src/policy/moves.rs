@@ -220,10 +220,9 @@ fn movable(items: &[Item], s: &Scratch, i: usize, p: usize) -> bool {
 /// the sum of squared loads when it is.
 fn improves(s: &Scratch, params: &Params, src: usize, dst: usize, d: f64) -> Option<f64> {
     let (ls, ld) = (s.pcpu[src].load, s.pcpu[dst].load);
-    // A gain above noise (the busier of the two sheds `d`: exchanging two vCPUs that
-    // want about the same gains nothing), and no reversal: the destination ends clearly
-    // below where the source started.
-    if d < params.min_gain || ld + d > ls - params.min_gain {
+    // No reversal, and a gain above noise: the destination ends clearly below where
+    // the source started.
+    if d <= 0.0 || ld + d > ls - params.min_gain {
         return None;
     }
     Some(2.0 * d * (ld - ls + d))
@@ -339,7 +338,12 @@ fn best_swap(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option
             let lo = partners[..at].iter().rev().copied().find(|&b| usable(b));
             let hi = partners[at..].iter().copied().find(|&b| usable(b));
             for b in [lo, hi].into_iter().flatten() {
+                // The exchange itself must be worth a migration: swapping two vCPUs that
+                // want about the same moves noise (seen on a real host).
                 let d = da - s.item[b].demand;
+                if d < params.min_gain {
+                    continue;
+                }
                 let Some(delta) = improves(s, params, src, dst, d) else {
                     continue;
                 };

@@ -339,3 +339,22 @@ fn the_verdict_needs_both_measured_and_demand_sigma_within() {
     assert!(!a.balanced());
     assert!(a.demand_sigma_pct.unwrap() > 50.0, "{a:?}");
 }
+
+#[test]
+fn no_swap_of_two_vcpus_that_want_about_the_same() {
+    // Seen on a real host: three busy vCPUs and a half-busy one on 2 pCPUs. Whatever
+    // goes where, one pCPU holds two busy ones; exchanging a busy vCPU for another
+    // that measures 1 % less gains nothing but a migration.
+    let mut items = vec![
+        pinned(1.0, 1, 0),
+        pinned(1.0, 1, 1),
+        pinned(0.99, 0, 2),
+        pinned(0.55, 0, 3),
+    ];
+    for it in &mut items {
+        it.demand = it.usage;
+    }
+    let (a, moves) = run(Policy::Balance, &items, 2);
+    assert!(!a.demand_within, "{a:?}");
+    assert!(moves.is_empty(), "{moves:?}");
+}
