@@ -37,6 +37,22 @@ const FUNCTIONS: &[&str] = &[
     "virSetErrorFunc",
     "virConnectGetAllDomainStats",
     "virDomainStatsRecordListFree",
+    // The event loop, lifecycle events, keepalive and the close callback.
+    "virEventRegisterDefaultImpl",
+    "virEventRunDefaultImpl",
+    "virEventAddTimeout",
+    "virEventUpdateTimeout",
+    "virEventRemoveTimeout",
+    "virEventAddHandle",
+    "virEventRemoveHandle",
+    "virConnectDomainEventRegisterAny",
+    "virConnectDomainEventDeregisterAny",
+    "virConnectSetKeepAlive",
+    "virConnectRegisterCloseCallback",
+    "virConnectUnregisterCloseCallback",
+    // Owners' pins (persistent configuration) and vCPU hotplug.
+    "virDomainIsPersistent",
+    "virDomainGetMaxVcpus",
 ];
 
 fn stop(msg: &str) -> ! {

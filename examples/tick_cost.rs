@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use vcpu_scheduler::host::Host;
 use vcpu_scheduler::libvirt::{self, Connection, LibvirtHost};
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
+use vcpu_scheduler::select::Selection;
 
 fn main() -> ExitCode {
     match run() {
@@ -66,8 +67,10 @@ fn run() -> Result<(), (u8, String)> {
     let conn = Connection::open(&uri).map_err(|e| (1, format!("cannot connect to {uri}: {e}")))?;
     for dry_run in [true, false] {
         let host = LibvirtHost::new(&conn).map_err(|e| (1, format!("{uri}: {e}")))?;
+        // Test-driver nodes pin their domains in the configuration: manage them anyway.
         let cfg = SchedConfig {
             dry_run,
+            select: Selection::default().repin_configured(true),
             ..SchedConfig::default()
         };
         let mut sched = Scheduler::new(host, cfg);

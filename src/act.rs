@@ -4,7 +4,7 @@
 //! skipped quietly, anything else is reported on one line with libvirt's message.
 
 use crate::host::{DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId};
-use crate::policy::Planned;
+use crate::policy::{Planned, Why};
 use crate::sample::Unit;
 
 /// One pin decided this tick, for the report.
@@ -19,6 +19,10 @@ pub struct Move {
     pub usage: Option<f64>,
     /// Actually pinned (false in dry-run mode or when the pin failed).
     pub applied: bool,
+    /// Why, and the planning loads of the two pCPUs and the vCPU's demand behind it.
+    pub why: Why,
+    pub loads: (f64, f64),
+    pub demand: f64,
 }
 
 /// Apply `planned` to `units` through `host`. Fills `moves`; returns pins made.
@@ -45,6 +49,9 @@ pub fn apply<H: Host>(
             to,
             usage: u.usage,
             applied: false,
+            why: p.why,
+            loads: p.loads,
+            demand: p.demand,
         };
         if !dry_run {
             match host.pin(u.domain, u.vcpu, to) {
@@ -61,9 +68,10 @@ pub fn apply<H: Host>(
                 Err(e) if e.kind() == FailureKind::DomainGone => {}
                 Err(e) => {
                     let name = host.domain_name(u.domain).unwrap_or("?");
-                    eprintln!(
-                        "vcpu-scheduler: cannot pin vcpu {} of domain \"{name}\" to pcpu {}: {e}",
-                        u.vcpu.0, to.0
+                    crate::warn!(
+                        "cannot pin vcpu {} of domain \"{name}\" to pcpu {}: {e}",
+                        u.vcpu.0,
+                        to.0
                     );
                 }
             }

@@ -4,7 +4,7 @@
 //! value is a [`UsageError`] naming the option and the value, and the program exits 2.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use getopts::Options;
@@ -13,6 +13,7 @@ use crate::cpumap::{CpuMap, MAX_CPUS};
 use crate::policy::{DEFAULT_THRESHOLD_PCT, Params, Policy};
 use crate::scheduler::SchedConfig;
 use crate::select::Selection;
+use crate::settings;
 
 pub const DEFAULT_URI: &str = "qemu:///system";
 
@@ -36,8 +37,15 @@ pub struct Config {
     pub monitor: bool,
     /// `--cpus`, checked for syntax; checked against the host once connected.
     pub cpus: Option<String>,
+    /// How often the log gets a summary line.
+    pub summary_every: Duration,
+    /// What the settings file said that was ignored (unknown keys), one line each.
+    pub warnings: Vec<String>,
     pub sched: SchedConfig,
 }
+
+/// Summary lines in the log: every 10 minutes.
+pub const DEFAULT_SUMMARY: Duration = Duration::from_secs(600);
 
 /// The `simulate` subcommand's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +105,23 @@ fn daemon_options() -> Options {
         "cpus",
         "place vCPUs only on these pCPUs (virsh cpulist: 2-7, 1,3,5-7; default all)",
         "LIST",
+    );
+    o.optflag(
+        "",
+        "repin-configured",
+        "also re-pin domains whose owner pinned them in their persistent configuration",
+    );
+    o.optopt(
+        "",
+        "config",
+        "read settings from FILE (KEY=VALUE lines, e.g. /etc/default/vcpu-scheduler); options given here win",
+        "FILE",
+    );
+    o.optopt(
+        "",
+        "summary",
+        "log a summary line every SECONDS (default 600)",
+        "SECONDS",
     );
     o.optflag(
         "",
@@ -162,12 +187,32 @@ pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageErr
     if args.first().map(String::as_str) == Some("simulate") {
         return parse_simulate(&args[1..]);
     }
-    let m = daemon_options().parse(args).map_err(getopts_error)?;
+    let mut m = daemon_options().parse(args).map_err(getopts_error)?;
     if m.opt_present("help") {
         return Ok(Command::Help(usage()));
     }
     if m.opt_present("version") {
         return Ok(Command::Version);
+    }
+    let mut warnings = Vec::new();
+    if let Some(path) = m.opt_str("config") {
+        let file = settings::load(Path::new(&path)).map_err(|e| UsageError(e.to_string()))?;
+        // What the command line does not say, the file does.
+        let mut all = args.to_vec();
+        for (option, extra) in &file.args {
+            let given = if option.is_empty() {
+                !m.free.is_empty()
+            } else {
+                m.opt_present(option)
+            };
+            if !given {
+                all.extend(extra.iter().cloned());
+            }
+        }
+        m = daemon_options()
+            .parse(&all)
+            .map_err(|e| UsageError(format!("{path}: {}", getopts_error(e).0)))?;
+        warnings = file.warnings;
     }
     let interval = match m.free.as_slice() {
         [one] => parse_interval(one)?,
@@ -199,7 +244,8 @@ pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageErr
         select: Selection::new(
             parse_globs(&m, "domain")?,
             parse_globs(&m, "exclude-domain")?,
-        ),
+        )
+        .repin_configured(m.opt_present("repin-configured")),
         ..SchedConfig::default()
     };
     Ok(Command::Run(Box::new(Config {
@@ -209,6 +255,11 @@ pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageErr
         verbose: m.opt_present("verbose"),
         monitor: m.opt_present("monitor"),
         cpus: parse_cpus(m.opt_str("cpus"))?,
+        summary_every: match m.opt_str("summary") {
+            None => DEFAULT_SUMMARY,
+            Some(s) => parse_seconds(&s, "--summary")?,
+        },
+        warnings,
         sched,
     })))
 }
@@ -305,6 +356,18 @@ fn parse_interval(s: &str) -> Result<Duration, UsageError> {
         .ok_or_else(|| {
             UsageError(format!(
                 "invalid INTERVAL {s:?}: expected seconds from {MIN_INTERVAL} to {MAX_INTERVAL}"
+            ))
+        })
+}
+
+/// A duration in seconds within the INTERVAL range, for `option`.
+fn parse_seconds(s: &str, option: &str) -> Result<Duration, UsageError> {
+    positive(s)
+        .filter(|x| (MIN_INTERVAL..=MAX_INTERVAL).contains(x))
+        .and_then(|x| Duration::try_from_secs_f64(x).ok())
+        .ok_or_else(|| {
+            UsageError(format!(
+                "invalid {option} {s:?}: expected seconds from {MIN_INTERVAL} to {MAX_INTERVAL}"
             ))
         })
 }

@@ -93,6 +93,10 @@ pub struct PcpuTimes {
 pub struct DomainInfo<'a> {
     pub key: DomainKey,
     pub name: &'a str,
+    /// Its owner pinned some vCPU to fewer than all pCPUs in its persistent
+    /// configuration (`virsh vcpupin --config`, `<cputune><vcpupin>`): left alone
+    /// unless told otherwise. False for transient domains and where it cannot be read.
+    pub config_pinned: bool,
 }
 
 /// How a failed host call should be treated by the loop.
@@ -139,6 +143,13 @@ pub trait Host {
 
     /// Re-read the set of running domains.
     fn refresh(&mut self) -> Result<(), Self::Error>;
+
+    /// Domains started, stopped or were redefined (an event said so): the next
+    /// [`Host::refresh`] must not trust its cached table, and with `config` must
+    /// re-read what the owners configured. The default does nothing.
+    fn domains_changed(&mut self, config: bool) {
+        let _ = config;
+    }
 
     /// Number of domains known after the last [`Host::refresh`].
     fn domain_count(&self) -> usize;

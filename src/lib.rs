@@ -15,13 +15,18 @@ pub mod act;
 pub mod backoff;
 pub mod cli;
 pub mod cpumap;
+pub mod daemon;
 pub mod ffi;
 pub mod host;
+pub mod notify;
+#[macro_use]
+pub mod log;
 pub mod libvirt;
 pub mod policy;
 pub mod report;
 pub mod sample;
 pub mod scheduler;
 pub mod select;
+pub mod settings;
 pub mod signal;
 pub mod sim;

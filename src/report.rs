@@ -6,6 +6,7 @@
 //! is written with `write!` straight to the caller's stream: nothing is formatted into a
 //! `String` first, so printing a tick allocates nothing.
 
+use std::fmt;
 use std::io::{self, Write};
 
 use crate::act::Move;
@@ -164,7 +165,8 @@ pub fn write_vcpu_table(w: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
         w.write_all(b"  last-ran ")?;
         write_pcpu(w, u.last_ran_on)?;
         if !u.managed {
-            w.write_all(b"  (not managed)")?;
+            let why = u.left_alone.map_or("?", |w| w.describe());
+            write!(w, "  (not managed: {why})")?;
         }
         writeln!(w)?;
     }
@@ -223,6 +225,72 @@ pub fn write_monitor(w: &mut dyn Write, r: &Report<'_>, tty: bool) -> io::Result
         writeln!(w)?;
     }
     w.flush()
+}
+
+/// One applied (or, in a dry run, planned) move as a log line:
+/// `moved web/0 pcpu 0 -> 2: off the busiest pcpu (demand 155 % there, 40 % here); it
+/// wants 45 %`.
+pub struct MoveLine<'a>(pub &'a Report<'a>, pub &'a Move);
+
+impl fmt::Display for MoveLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (r, m) = (self.0, self.1);
+        let verb = if r.dry_run { "would move" } else { "moved" };
+        write!(f, "{verb} {}/{} pcpu ", r.name(m.domain), m.vcpu.0)?;
+        match m.from {
+            Some(p) => write!(f, "{}", p.0)?,
+            None => f.write_str("*")?,
+        }
+        write!(f, " -> {}: {}", m.to.0, m.why.describe())?;
+        match m.from {
+            Some(p) => write!(
+                f,
+                " (demand on pcpu {} {:.0} %, on pcpu {} {:.0} %)",
+                p.0,
+                m.loads.0 * 100.0,
+                m.to.0,
+                m.loads.1 * 100.0
+            )?,
+            None => write!(f, " (demand on pcpu {} {:.0} %)", m.to.0, m.loads.1 * 100.0)?,
+        }
+        write!(f, "; it wants {:.0} %", m.demand * 100.0)
+    }
+}
+
+/// The periodic summary line: σ, moves since the last one, domains managed and left
+/// alone (and why), where demand comes from.
+pub struct Summary<'a>(pub &'a Report<'a>, pub u64, pub f64);
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (r, moves, minutes) = (self.0, self.1, self.2);
+        f.write_str("summary: ")?;
+        match (r.analysis.sigma_pct, r.analysis.demand_sigma_pct) {
+            (Some(s), Some(d)) => write!(f, "sigma {s:.1}, demand sigma {d:.1}")?,
+            _ => f.write_str("no figures yet")?,
+        }
+        write!(f, "; {moves} moves in the last {minutes:.0} min; ")?;
+        // Units come grouped by domain: count a domain at its first vCPU.
+        let firsts = || {
+            r.units
+                .iter()
+                .enumerate()
+                .filter(|(i, u)| *i == 0 || r.units[i - 1].group != u.group)
+                .map(|(_, u)| u)
+        };
+        let managed = firsts().filter(|u| u.managed).count();
+        let alone = firsts().filter(|u| !u.managed).count();
+        write!(f, "{managed} domains managed, {alone} left alone")?;
+        for (k, u) in firsts().filter(|u| !u.managed).enumerate() {
+            f.write_str(if k == 0 { " (" } else { ", " })?;
+            let why = u.left_alone.map_or("?", |w| w.describe());
+            write!(f, "{}: {why}", r.name(u.domain))?;
+        }
+        if alone > 0 {
+            f.write_str(")")?;
+        }
+        write!(f, "; demand {}", r.mode.describe())
+    }
 }
 
 /// One JSON object per tick, the same facts as the tick line:

@@ -8,7 +8,7 @@
 use crate::host::{
     DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, RunQueue, VcpuId, VcpuSample,
 };
-use crate::select::Selection;
+use crate::select::{LeftAlone, Selection};
 
 /// One vCPU this tick: what was read, the usage derived from it, and our own history.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,8 +17,11 @@ pub struct Unit {
     pub vcpu: VcpuId,
     /// Index of the domain in this tick's listing: groups the vCPUs of one domain.
     pub group: u32,
-    /// Selected by `--domain`/`--exclude-domain`: may be pinned.
+    /// May be pinned: selected by `--domain`/`--exclude-domain` and not pinned by its
+    /// owner (see [`Unit::left_alone`]).
     pub managed: bool,
+    /// Why it is not managed, when it is not.
+    pub left_alone: Option<LeftAlone>,
     pub cpu_time_ns: u64,
     pub at_ns: u64,
     /// Δcpu_time / Δwall since the previous sample, fraction of a pCPU; `None` for a
@@ -41,6 +44,9 @@ pub struct Unit {
     /// The tick it was last pinned away from a pCPU, and that pCPU (for the policy's
     /// no-reversal rule and for counting reversals).
     pub left: Option<(u64, PcpuId)>,
+    /// First seen after the scheduler's baseline: its domain started (or the vCPU was
+    /// hotplugged) while the scheduler ran.
+    pub fresh: bool,
 }
 
 /// Where the demand the policy plans with comes from.
@@ -147,6 +153,8 @@ pub struct Sampler {
     pub pcpu_busy: Vec<Option<f64>>,
     /// Where this tick's demand came from: measured if any vCPU had a run-queue reading.
     pub mode: DemandMode,
+    /// A baseline was committed: vCPUs seen from now on are new arrivals.
+    baselined: bool,
 }
 
 impl Default for Sampler {
@@ -160,6 +168,7 @@ impl Default for Sampler {
             pcpu_known: false,
             pcpu_busy: Vec::new(),
             mode: DemandMode::Estimated,
+            baselined: false,
         }
     }
 }
@@ -200,18 +209,16 @@ impl Sampler {
                         let info = host.domain(d);
                         if !self.warned.contains(&info.key) {
                             self.warned.push(info.key);
-                            eprintln!(
-                                "vcpu-scheduler: cannot read vcpus of domain \"{}\": {e}",
-                                info.name
-                            );
+                            crate::warn!("cannot read vcpus of domain \"{}\": {e}", info.name);
                         }
                         continue;
                     }
                 }
             }
-            let managed = select.manages(host.domain(d).name);
+            let info = host.domain(d);
+            let left_alone = select.left_alone(info.name, info.config_pinned);
             for s in &self.samples[start..] {
-                units.push(self.unit(s, d as u32, managed));
+                units.push(self.unit(s, d as u32, left_alone));
             }
         }
         self.mode = if units.iter().any(|u| u.run_queue.is_some()) {
@@ -243,7 +250,7 @@ impl Sampler {
         Ok(())
     }
 
-    fn unit(&self, s: &VcpuSample, group: u32, managed: bool) -> Unit {
+    fn unit(&self, s: &VcpuSample, group: u32, left_alone: Option<LeftAlone>) -> Unit {
         let prev = self
             .prev
             .binary_search_by(|p| (p.domain, p.vcpu).cmp(&(s.domain, s.vcpu)))
@@ -254,7 +261,8 @@ impl Sampler {
             domain: s.domain,
             vcpu: s.vcpu,
             group,
-            managed,
+            managed: left_alone.is_none(),
+            left_alone,
             cpu_time_ns: s.cpu_time_ns,
             at_ns: s.at_ns,
             usage: now_usage,
@@ -270,6 +278,7 @@ impl Sampler {
                 Some(Smoothed::update(p.demand, raw))
             }),
             left: prev.and_then(|p| p.left),
+            fresh: prev.map_or(self.baselined, |p| p.fresh && p.usage.is_none()),
         }
     }
 
@@ -279,6 +288,7 @@ impl Sampler {
         self.prev.clear();
         self.prev.extend_from_slice(units);
         self.prev.sort_unstable_by_key(|u| (u.domain, u.vcpu));
+        self.baselined = true;
     }
 }
 

@@ -132,6 +132,7 @@ impl<H: Host> Scheduler<H> {
                 known_demand: u.known_demand,
                 demand: u.demand.map(|d| d.value),
                 usage_smoothed: u.usage_smoothed.map(|d| d.value),
+                fresh: u.fresh,
                 left: u
                     .left
                     .filter(|&(t, _)| tick <= t + no_return)

@@ -1,25 +1,69 @@
-//! Which domains the scheduler manages: shell-style globs on the domain name.
+//! Which domains the scheduler manages: shell-style globs on the domain name, and the
+//! owners' own pins.
 //!
-//! Hosts run domains that must not be touched (another tool owns their pins, or they
-//! are dedicated). Only managed domains are ever pinned; the load of the others still
-//! counts on the pCPUs it runs on.
+//! Hosts run domains that must not be touched: another tool owns their pins (OpenStack
+//! Nova's dedicated CPUs are `<cputune><vcpupin>` in the domain XML), or an operator
+//! pinned them with `virsh vcpupin --config`. Only managed domains are ever pinned; the
+//! load of the others still counts on the pCPUs it runs on.
 
-/// Include and exclude patterns. No include pattern means "every domain".
+/// Include and exclude patterns, and whether configured pins are overridden. No include
+/// pattern means "every domain".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
     include: Vec<String>,
     exclude: Vec<String>,
+    /// `--repin-configured`: manage domains pinned in their configuration too.
+    repin_configured: bool,
+}
+
+/// Why a domain is left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftAlone {
+    /// Its name does not match `--domain`, or matches `--exclude-domain`.
+    NotSelected,
+    /// Its owner pinned it in its persistent configuration.
+    ConfigPinned,
+}
+
+impl LeftAlone {
+    pub fn describe(self) -> &'static str {
+        match self {
+            LeftAlone::NotSelected => "not selected by --domain/--exclude-domain",
+            LeftAlone::ConfigPinned => "pinned in its configuration",
+        }
+    }
 }
 
 impl Selection {
     pub fn new(include: Vec<String>, exclude: Vec<String>) -> Self {
-        Selection { include, exclude }
+        Selection {
+            include,
+            exclude,
+            repin_configured: false,
+        }
+    }
+
+    /// Manage domains whose owner pinned them in their configuration as well.
+    pub fn repin_configured(mut self, yes: bool) -> Self {
+        self.repin_configured = yes;
+        self
     }
 
     /// Does the scheduler manage the domain called `name`? Allocation-free.
     pub fn manages(&self, name: &str) -> bool {
         let included = self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name));
         included && !self.exclude.iter().any(|p| glob_match(p, name))
+    }
+
+    /// Why the domain called `name` is left alone, if it is.
+    pub fn left_alone(&self, name: &str, config_pinned: bool) -> Option<LeftAlone> {
+        if !self.manages(name) {
+            Some(LeftAlone::NotSelected)
+        } else if config_pinned && !self.repin_configured {
+            Some(LeftAlone::ConfigPinned)
+        } else {
+            None
+        }
     }
 }
 
@@ -77,6 +121,17 @@ mod tests {
         assert!(glob_match("é?", "éü"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn configured_pins_are_left_alone_unless_overridden() {
+        let s = Selection::default();
+        assert_eq!(s.left_alone("nova-1", true), Some(LeftAlone::ConfigPinned));
+        assert_eq!(s.left_alone("nova-1", false), None);
+        let s = s.repin_configured(true);
+        assert_eq!(s.left_alone("nova-1", true), None);
+        let s = Selection::new(vec![], vec!["nova-*".into()]).repin_configured(true);
+        assert_eq!(s.left_alone("nova-1", true), Some(LeftAlone::NotSelected));
     }
 
     #[test]

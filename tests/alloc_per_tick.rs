@@ -13,6 +13,7 @@ use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::host::{Host, VcpuId};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
+use vcpu_scheduler::select::Selection;
 
 #[test]
 fn steady_state_ticks_allocate_nothing() {
@@ -22,7 +23,12 @@ fn steady_state_ticks_allocate_nothing() {
     );
     let conn = Connection::open(&uri).unwrap();
     let host = LibvirtHost::new(&conn).unwrap();
-    let mut sched = Scheduler::new(host, SchedConfig::default());
+    // The fixture pins its domains in their configuration: manage them anyway.
+    let cfg = SchedConfig {
+        select: Selection::default().repin_configured(true),
+        ..SchedConfig::default()
+    };
+    let mut sched = Scheduler::new(host, cfg);
 
     // The vCPU the test keeps un-pinning, through its own handle on the same connection.
     sched.host_mut().refresh().unwrap();

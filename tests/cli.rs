@@ -62,13 +62,24 @@ fn once_against_the_test_driver_prints_its_decision_and_exits_0() {
         1,
         "{out}"
     );
-    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    // The log (stderr): where it connected, and one line per move with its reason.
+    let log = stderr(&o);
+    assert!(
+        log.starts_with("vcpu-scheduler: connected to test:///default: "),
+        "{log}"
+    );
+    assert_eq!(log.matches(": taken into management").count(), 2, "{log}");
+    assert!(
+        log.lines().all(|l| l.starts_with("vcpu-scheduler: ")),
+        "{log}"
+    );
 }
 
 #[test]
 fn once_on_the_fixture_takes_the_unpinned_vcpu_into_management() {
     let uri = fixture_uri();
-    let o = run(&["-c", &uri, "--once", "-v", "0.2"]);
+    // The fixture's domains are pinned in their configuration: --repin-configured.
+    let o = run(&["-c", &uri, "--once", "-v", "--repin-configured", "0.2"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(" moved four/3:*->"), "{out}");
@@ -88,7 +99,7 @@ fn dry_run_plans_but_never_pins() {
     // comes back every tick because nothing was pinned.
     let uri = fixture_uri();
     let child = bin()
-        .args(["-c", &uri, "--dry-run", "-v", "0.2"])
+        .args(["-c", &uri, "--dry-run", "-v", "--repin-configured", "0.2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -193,7 +204,8 @@ fn cpus_keeps_managed_vcpus_inside_the_set() {
     // The fixture pins "one" and "two" to pCPU 0 and spreads "four"; with --cpus 2-3
     // every managed vCPU ends on pCPU 2 or 3.
     let o = bin()
-        .args(["-c", &fixture_uri(), "--cpus", "2-3", "--once", "-v", "0.1"])
+        .args(["-c", &fixture_uri(), "--cpus", "2-3", "--once", "-v"])
+        .args(["--repin-configured", "0.1"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -277,7 +289,7 @@ fn unselected_domains_are_never_pinned() {
     let uri = fixture_uri();
     for args in [&["-d", "one", "-d", "tw?"][..], &["-x", "fo*"][..]] {
         let o = bin()
-            .args(["-c", &uri, "--once", "-v"])
+            .args(["-c", &uri, "--once", "-v", "--repin-configured"])
             .args(args)
             .arg("0.2")
             .output()
@@ -290,7 +302,7 @@ fn unselected_domains_are_never_pinned() {
             .find(|l| l.contains("four") && l.contains("vcpu   3"))
             .expect("row");
         assert!(
-            row.contains("pinned *") && row.contains("(not managed)"),
+            row.contains("pinned *") && row.contains("(not managed: not selected by --domain"),
             "{args:?}: {row}"
         );
     }

@@ -335,6 +335,30 @@ impl<'c> Domain<'c> {
         r == 1
     }
 
+    /// Whether the domain has a persistent configuration (`virDomainIsPersistent`);
+    /// transient ones (`virsh create`) have none.
+    pub fn is_persistent(&self) -> Result<bool, Error> {
+        count_rpc();
+        let r = check(
+            // SAFETY: valid domain reference; returns 1, 0 or -1.
+            unsafe { ffi::virDomainIsPersistent(self.raw()) },
+            "virDomainIsPersistent",
+        )?;
+        Ok(r == 1)
+    }
+
+    /// The most vCPUs the running domain can have (`virDomainGetMaxVcpus`): buffers
+    /// sized to it survive vCPU hotplug.
+    pub fn max_vcpus(&self) -> Result<usize, Error> {
+        count_rpc();
+        let n = check(
+            // SAFETY: valid domain reference.
+            unsafe { ffi::virDomainGetMaxVcpus(self.raw()) },
+            "virDomainGetMaxVcpus",
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Number of vCPUs the domain has now (`virDomainGetInfo`).
     pub fn vcpu_count(&self) -> Result<usize, Error> {
         let mut info = ffi::virDomainInfo {
@@ -440,13 +464,27 @@ impl<'c> Domain<'c> {
     /// Read back the pinning of every vCPU (`virDomainGetVcpuPinInfo`, live state),
     /// as masks for a host of `ncpus` pCPUs. Allocates: for checks and tests, not ticks.
     pub fn vcpu_pin_info(&self, ncpus: usize) -> Result<Vec<CpuMap>, Error> {
-        const CALL: &str = "virDomainGetVcpuPinInfo";
         let nvcpus = self.vcpu_count()?;
+        let live = ffi::virDomainModificationImpact::VIR_DOMAIN_AFFECT_LIVE;
+        self.pin_info(ncpus, nvcpus, live)
+    }
+
+    /// The pinning the owner put in the persistent configuration
+    /// (`virDomainGetVcpuPinInfo` with `VIR_DOMAIN_AFFECT_CONFIG`): `virsh vcpupin
+    /// --config`, `<cputune><vcpupin>`, `<vcpu cpuset=...>`. One mask per configured vCPU
+    /// (up to the maximum). Read when a domain is first seen or redefined.
+    pub fn configured_pins(&self, ncpus: usize) -> Result<Vec<CpuMap>, Error> {
+        let nvcpus = self.max_vcpus()?;
+        let config = ffi::virDomainModificationImpact::VIR_DOMAIN_AFFECT_CONFIG;
+        self.pin_info(ncpus, nvcpus, config)
+    }
+
+    fn pin_info(&self, ncpus: usize, nvcpus: usize, flags: c_uint) -> Result<Vec<CpuMap>, Error> {
+        const CALL: &str = "virDomainGetVcpuPinInfo";
         let maplen = cpumap::cpu_maplen(ncpus);
         let mut maps = vec![0u8; nvcpus * maplen];
         let c_n = to_c_int(nvcpus, CALL)?;
         let c_maplen = to_c_int(maplen, CALL)?;
-        let flags = ffi::virDomainModificationImpact::VIR_DOMAIN_AFFECT_LIVE;
         count_rpc();
         let n = check(
             // SAFETY: valid domain; maps holds nvcpus * maplen writable bytes.

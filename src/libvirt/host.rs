@@ -19,7 +19,11 @@ struct Tracked<'c> {
     dom: Domain<'c>,
     key: DomainKey,
     name: String,
-    vcpus: usize,
+    /// The most vCPUs it can have: its buffers are sized for them, so vCPUs hotplugged
+    /// later (`virsh setvcpus --live`) are read from the next tick on.
+    max_vcpus: usize,
+    /// Its owner pinned it in its persistent configuration (see [`DomainInfo`]).
+    config_pinned: bool,
 }
 
 /// The scheduler's view of a live hypervisor through one [`Connection`].
@@ -37,9 +41,11 @@ pub struct LibvirtHost<'c> {
     info: Vec<VcpuInfo>,
     maps: Vec<u8>,
     pin_map: CpuMap,
-    /// Set when a domain vanished mid-tick: the next refresh re-reads the table even if
-    /// the id list looks the same.
+    /// Set when a domain vanished mid-tick or an event said domains changed: the next
+    /// refresh re-reads the table even if the id list looks the same.
     stale: bool,
+    /// Set when a domain was (re)defined: the next refresh re-reads configured pins.
+    config_stale: bool,
     /// `virNodeGetCPUStats` parameter buffer, and whether the driver supports it.
     cpu_stats: Vec<NodeCpuStat>,
     cpu_stats_ok: bool,
@@ -69,6 +75,7 @@ impl<'c> LibvirtHost<'c> {
             maps: Vec::new(),
             pin_map: CpuMap::new(pcpus),
             stale: true,
+            config_stale: false,
             cpu_stats: Vec::new(),
             cpu_stats_ok: true,
             live_flag_ok: true,
@@ -94,18 +101,50 @@ impl<'c> LibvirtHost<'c> {
             id: dom.id(),
         };
         let name = dom.name()?;
-        let vcpus = dom.vcpu_count()?;
-        if vcpus > self.info.len() {
-            self.info.resize(vcpus, VcpuInfo::default());
-            self.maps.resize(vcpus * self.maplen, 0);
+        let max_vcpus = match dom.max_vcpus() {
+            Ok(n) if n > 0 => n,
+            Ok(_) => dom.vcpu_count()?,
+            Err(e) if e.kind() == FailureKind::Other => dom.vcpu_count()?,
+            Err(e) => return Err(e),
+        };
+        if max_vcpus > self.info.len() {
+            self.info.resize(max_vcpus, VcpuInfo::default());
+            self.maps.resize(max_vcpus * self.maplen, 0);
         }
+        let config_pinned = config_pinned(&dom, &name, self.pcpus)?;
         self.domains.push(Tracked {
             dom,
             key,
             name,
-            vcpus,
+            max_vcpus,
+            config_pinned,
         });
         Ok(())
+    }
+}
+
+/// Has the owner of `dom` pinned any vCPU to fewer than all `pcpus` pCPUs in its
+/// persistent configuration? A transient domain has no configuration. One that cannot
+/// be read is managed as if transient, after one line saying so; only a lost connection
+/// or a vanished domain is an error.
+fn config_pinned(dom: &Domain<'_>, name: &str, pcpus: usize) -> Result<bool, Error> {
+    let read = dom.is_persistent().and_then(|persistent| {
+        if !persistent {
+            return Ok(false);
+        }
+        let maps = dom.configured_pins(pcpus)?;
+        Ok(maps.iter().any(|m| m.count() < pcpus))
+    });
+    match read {
+        Ok(pinned) => Ok(pinned),
+        Err(e) if e.kind() == FailureKind::Other => {
+            crate::warn!(
+                "cannot read the configured pins of domain \"{name}\": {e}; managing it as \
+                 transient"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -127,6 +166,15 @@ impl Host for LibvirtHost<'_> {
             return Ok(());
         }
         self.stale = false;
+        if std::mem::take(&mut self.config_stale) {
+            for d in &mut self.domains {
+                match config_pinned(&d.dom, &d.name, self.pcpus) {
+                    Ok(p) => d.config_pinned = p,
+                    Err(e) if e.kind() == FailureKind::DomainGone => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         let ids = &self.ids;
         self.domains
             .retain(|d| ids.binary_search(&(d.key.id as c_int)).is_ok());
@@ -148,6 +196,11 @@ impl Host for LibvirtHost<'_> {
         Ok(())
     }
 
+    fn domains_changed(&mut self, config: bool) {
+        self.stale = true;
+        self.config_stale |= config;
+    }
+
     fn domain_count(&self) -> usize {
         self.domains.len()
     }
@@ -157,6 +210,7 @@ impl Host for LibvirtHost<'_> {
         DomainInfo {
             key: d.key,
             name: &d.name,
+            config_pinned: d.config_pinned,
         }
     }
 
@@ -183,7 +237,7 @@ impl Host for LibvirtHost<'_> {
 
     fn sample(&mut self, i: usize, out: &mut Vec<VcpuSample>) -> Result<(), Error> {
         let d = &self.domains[i];
-        let n = d.vcpus;
+        let n = d.max_vcpus;
         let maplen = self.maplen;
         let got = match d
             .dom

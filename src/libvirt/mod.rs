@@ -12,6 +12,7 @@
 //! `handles.rs` and `stats.rs` contain `unsafe`.
 
 mod error;
+pub mod events;
 mod handles;
 mod host;
 mod stats;

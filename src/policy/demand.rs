@@ -80,6 +80,21 @@ pub(super) fn estimate(policy: Policy, items: &[Item], params: &Params, s: &mut 
             _ => {}
         }
     }
+    // vCPUs of a domain that just started have no figures yet; they are placed now, on
+    // a guess: as much as the average vCPU here wants (half a pCPU on an idle host).
+    // The guess is refined from the next tick, like any guess.
+    let (n, sum) = items
+        .iter()
+        .zip(&s.item)
+        .filter(|(it, _)| it.usage.is_some())
+        .fold((0usize, 0.0), |(n, t), (_, w)| (n + 1, t + w.demand));
+    let guess = if n > 0 { sum / n as f64 } else { 0.5 };
+    for (it, w) in items.iter().zip(s.item.iter_mut()) {
+        if it.usage.is_none() && it.fresh {
+            w.demand = guess;
+            w.uncertain = true;
+        }
+    }
 }
 
 /// The demand item `i` showed this tick, if its usage *is* its demand: it was not

@@ -136,6 +136,9 @@ pub struct Item {
     /// The pCPU it was moved away from a few ticks ago: it is not sent back there yet
     /// (a move that a later tick undoes was not worth making).
     pub left: Option<usize>,
+    /// Its domain started since the scheduler began: with no usage yet, it is still
+    /// taken into management at once, on a guessed demand.
+    pub fresh: bool,
 }
 
 /// One pCPU as the policy sees it.
@@ -149,8 +152,35 @@ pub struct Pcpu {
     pub allowed: bool,
 }
 
-/// One planned pin: item index (into the slice given to [`plan`]) to pCPU `to`.
+/// Why a pin was planned, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Its affinity spanned several pCPUs (a new domain): taken into management.
+    New,
+    /// It was pinned outside the allowed pCPUs (`--cpus`).
+    Outside,
+    /// Its pCPU was well over the bound when newcomers were placed: placed with them.
+    Relief,
+    /// Moved off the busiest pCPU to the least loaded one.
+    Busiest,
+    /// Exchanged with a vCPU of the busiest pCPU.
+    Swap,
+}
+
+impl Why {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Why::New => "taken into management",
+            Why::Outside => "outside the allowed pcpus",
+            Why::Relief => "its pcpu was overloaded as new vcpus arrived",
+            Why::Busiest => "off the busiest pcpu",
+            Why::Swap => "swapped with a vcpu of the busiest pcpu",
+        }
+    }
+}
+
+/// One planned pin: item index (into the slice given to [`plan`]) to pCPU `to`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Planned {
     pub item: usize,
     pub to: usize,
@@ -158,6 +188,12 @@ pub struct Planned {
     /// measurement may well call for another move of the same vCPU. Such moves do not
     /// start the cooldown, which exists to stop noise on *known* demand ping-ponging.
     pub guessed: bool,
+    pub why: Why,
+    /// Planning load (demand) of the pCPU it leaves and of the one it joins, before
+    /// the move; the first is 0 for a vCPU that had no single pCPU.
+    pub loads: (f64, f64),
+    /// Its demand as planned.
+    pub demand: f64,
 }
 
 /// What the analysis found, besides the moves: the figures and the verdict on them.
@@ -239,6 +275,8 @@ struct ItemWork {
     /// Where it is in the plan (`None` = not placed), and whether it moved this tick.
     at: Option<usize>,
     moved: bool,
+    /// Why it is being placed, when it is.
+    why: Option<Why>,
     /// The run of items of its domain (`group_first..group_first + group_len`): the
     /// vCPUs of one domain arrive together.
     group_first: usize,

@@ -6,7 +6,7 @@
 //! index built once per plan. A tick costs about moves × pCPUs × log(vCPUs), not
 //! vCPUs × pCPUs per move.
 
-use super::{Item, Params, Planned, Scratch};
+use super::{Item, Params, Planned, Scratch, Why};
 
 /// Loads closer than this are equal (sums of demands carry rounding error).
 const TIE: f64 = 1e-9;
@@ -27,10 +27,16 @@ pub(super) fn place_new(
 ) {
     for (i, it) in items.iter().enumerate() {
         let outside = it.pinned.is_none_or(|p| !s.pcpu[p].allowed);
-        if it.managed && outside && it.usage.is_some() {
+        if it.managed && outside && (it.usage.is_some() || it.fresh) {
             // Off the pCPU it is pinned to (outside the set): it is placed anew.
-            if let Some(p) = s.item[i].at.take() {
-                s.pcpu[p].load -= s.item[i].demand;
+            let w = &mut s.item[i];
+            w.why = Some(if it.pinned.is_some() {
+                Why::Outside
+            } else {
+                Why::New
+            });
+            if let Some(p) = w.at.take() {
+                s.pcpu[p].load -= w.demand;
                 s.pcpu[p].count -= 1;
             }
             s.order.push(i);
@@ -53,15 +59,19 @@ pub(super) fn place_new(
             .min_by_key(|&p| (!may_go(items, i, p), siblings(s, i, p), p))
             .unwrap_or(0);
         let w = &mut s.item[i];
-        w.at = Some(to);
-        w.moved = true;
-        s.pcpu[to].load += w.demand;
-        s.pcpu[to].count += 1;
+        let from_load = items[i].pinned.map_or(0.0, |p| s.pcpu[p].load + w.demand);
         moves.push(Planned {
             item: i,
             to,
             guessed: w.uncertain,
+            why: w.why.unwrap_or(Why::New),
+            loads: (from_load, s.pcpu[to].load),
+            demand: w.demand,
         });
+        w.at = Some(to);
+        w.moved = true;
+        s.pcpu[to].load += w.demand;
+        s.pcpu[to].count += 1;
     }
 }
 
@@ -85,6 +95,7 @@ fn relieve_overloads(items: &[Item], params: &Params, s: &mut Scratch) {
                 .find(|&i| movable(items, s, i, p));
             let Some(i) = pick else { break };
             let w = &mut s.item[i];
+            w.why = Some(Why::Relief);
             w.at = None;
             s.pcpu[p].load -= w.demand;
             s.pcpu[p].count -= 1;
@@ -116,12 +127,8 @@ pub(super) fn seed_move(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned
         .filter(|&(_, after)| after < gap)
         .min_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((i, _)) = best {
+        moves.push(planned(s, i, dst, Why::Busiest));
         apply(s, i, dst);
-        moves.push(Planned {
-            item: i,
-            to: dst,
-            guessed: s.item[i].uncertain,
-        });
     }
 }
 
@@ -158,13 +165,14 @@ pub(super) fn balance_moves(
         least_loaded(s, src);
         let best = best_move(items, params, s, src).or_else(|| best_swap(items, params, s, src));
         let Some(c) = best else { break };
+        let why = if c.b.is_some() {
+            Why::Swap
+        } else {
+            Why::Busiest
+        };
         for (i, to) in [Some((c.a, c.to)), c.b].into_iter().flatten() {
+            moves.push(planned(s, i, to, why));
             apply(s, i, to);
-            moves.push(Planned {
-                item: i,
-                to,
-                guessed: s.item[i].uncertain,
-            });
         }
     }
 }
@@ -359,6 +367,19 @@ fn best_swap(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option
         }
     }
     best
+}
+
+/// The record of item `i` moving to `to`, taken before [`apply`].
+fn planned(s: &Scratch, i: usize, to: usize, why: Why) -> Planned {
+    let w = &s.item[i];
+    Planned {
+        item: i,
+        to,
+        guessed: w.uncertain,
+        why,
+        loads: (w.at.map_or(0.0, |p| s.pcpu[p].load), s.pcpu[to].load),
+        demand: w.demand,
+    }
 }
 
 /// Record in the plan that item `i` moves to `to`.

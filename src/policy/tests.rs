@@ -12,6 +12,7 @@ fn pinned(usage: f64, p: usize, group: u32) -> Item {
         demand: None,
         usage_smoothed: None,
         left: None,
+        fresh: false,
     }
 }
 
@@ -166,6 +167,7 @@ fn new_vcpus_are_placed_largest_first_one_heavy_one_light_per_pcpu() {
             demand: None,
             usage_smoothed: None,
             left: None,
+            fresh: false,
             group: i,
         });
     }
@@ -190,6 +192,7 @@ fn vcpus_of_one_domain_spread_on_ties() {
             demand: None,
             usage_smoothed: None,
             left: None,
+            fresh: false,
             group: 7,
         })
         .collect();
@@ -226,6 +229,7 @@ fn nothing_measured_means_nothing_decided() {
         demand: None,
         usage_smoothed: None,
         left: None,
+        fresh: false,
         group: 0,
     }];
     let (a, moves) = run(Policy::Balance, &items, 2);

@@ -318,6 +318,7 @@ impl Host for SimHost {
         DomainInfo {
             key: d.key,
             name: &d.name,
+            config_pinned: false,
         }
     }
 

@@ -1,0 +1,379 @@
+//! The service around the loop: one thread, driven by libvirt's event loop.
+//!
+//! What wakes the thread, and what it does then:
+//! - the tick timer (every INTERVAL): one [`Scheduler::tick`], its report, a `STATUS=`;
+//! - a domain lifecycle event: a domain that starts is taken into management at once
+//!   (a tick now, whatever INTERVAL is), one that stops is forgotten at once;
+//! - the connection closing (libvirtd gone, or silent past the keepalive: 15 s):
+//!   reconnect, waiting 1, 2, 4 … 30 s between attempts, for as long as it takes;
+//! - SIGINT/SIGTERM (a byte on the signal pipe): stop, within a fraction of a second;
+//! - the watchdog timer, when systemd asks for one: `WATCHDOG=1`.
+//!
+//! By default the output is a log for a journal: one line per event that matters (a
+//! move and why, a reconnect, an error) and a summary every 10 minutes. `-v` prints a
+//! tick line and the per-vCPU table every tick instead of the move lines, `--monitor`
+//! the live view.
+
+use std::fmt;
+use std::io::{self, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use crate::backoff::Backoff;
+use crate::cli::{self, Config};
+use crate::host::Host;
+use crate::libvirt::events::{self, FLAGS, Timer, TimerKind, Watch};
+use crate::libvirt::{Connection, LibvirtHost};
+use crate::notify::Notifier;
+use crate::report::{self, Report};
+use crate::sample::DemandMode;
+use crate::scheduler::Scheduler;
+use crate::signal;
+
+/// How the program failed, which decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad command line or configuration: exit 2, nothing was touched.
+    Usage(String),
+    /// Could not do the job (first connection, `--once`): exit 1.
+    Runtime(String),
+    /// Whoever read our output stopped reading: exit 0, saying nothing.
+    OutputClosed,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Usage(m) | Failure::Runtime(m) => f.write_str(m),
+            Failure::OutputClosed => f.write_str("output closed"),
+        }
+    }
+}
+
+impl From<cli::UsageError> for Failure {
+    fn from(e: cli::UsageError) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+/// Output that cannot be written ends the program; a reader that went away (`| head`)
+/// ends it quietly, as it does other command-line tools.
+pub fn io_failure(e: io::Error) -> Failure {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Failure::OutputClosed
+    } else {
+        Failure::Runtime(format!("cannot write output: {e}"))
+    }
+}
+
+fn runtime(what: &str) -> impl Fn(crate::libvirt::Error) -> Failure + '_ {
+    move |e| Failure::Runtime(format!("{what}: {e}"))
+}
+
+/// Keepalive: a probe every 5 s, the connection given up after 2 unanswered ones, so a
+/// libvirtd that dies or hangs is noticed within 15 s whatever INTERVAL is.
+const KEEPALIVE_INTERVAL_S: i32 = 5;
+const KEEPALIVE_COUNT: u32 = 2;
+/// Reconnect waits: 1 s, doubled each attempt, at most 30 s; one log line per attempt
+/// while the wait grows, then one every 5 minutes.
+const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+const RECONNECT_LOG_EVERY: Duration = Duration::from_secs(300);
+
+/// How one connected session ended.
+enum SessionEnd {
+    /// SIGINT/SIGTERM, or `--once` done.
+    Stopped,
+    /// The connection was lost (libvirtd restarted or hung).
+    Lost(String),
+}
+
+/// Run the daemon until SIGINT/SIGTERM (or one tick with `--once`).
+///
+/// The first connection is not retried: a wrong URI or missing rights are reported at
+/// once (exit 1). Later losses are retried for as long as it takes.
+pub fn run(cfg: &Config) -> Result<(), Failure> {
+    crate::log::init_from_env();
+    signal::install()
+        .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
+    events::register_default_impl().map_err(runtime("cannot start libvirt's event loop"))?;
+    let _wake = signal::wake_fd()
+        .map(Watch::readable)
+        .transpose()
+        .map_err(runtime("cannot watch the signal pipe"))?;
+    let mut notify = Notifier::from_env();
+    let _watchdog = notify
+        .watchdog_every()
+        .map(|d| Timer::add(TimerKind::Watchdog, millis(d)))
+        .transpose()
+        .map_err(runtime("cannot start the watchdog timer"))?;
+    let uri = cfg.uri.as_str();
+    let mut conn = Connection::open(uri)
+        .map_err(|e| Failure::Runtime(format!("cannot connect to {uri}: {e}")))?;
+    notify.ready();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut reconnected_after = None;
+    let result = loop {
+        match session(cfg, &conn, &mut out, &mut notify, reconnected_after) {
+            Ok(SessionEnd::Stopped) => break Ok(()),
+            Ok(SessionEnd::Lost(msg)) if cfg.once => {
+                break Err(Failure::Runtime(format!("lost {uri}: {msg}")));
+            }
+            Ok(SessionEnd::Lost(msg)) => {
+                crate::error!("lost {uri}: {msg}; reconnecting");
+                let lost_at = Instant::now();
+                // The old connection goes before the new one is opened.
+                drop(conn);
+                match reconnect(uri, &mut notify) {
+                    Some(c) => conn = c,
+                    None => {
+                        notify.stopping();
+                        return Ok(());
+                    }
+                }
+                reconnected_after = Some(lost_at.elapsed());
+            }
+            Err(f) => break Err(f),
+        }
+    };
+    notify.stopping();
+    let closed = conn
+        .close()
+        .map(drop)
+        .map_err(runtime("closing the connection"));
+    result.and(closed)
+}
+
+/// Re-open `uri` until it opens, waiting longer after each failure. `None` when a stop
+/// was requested meanwhile. Feeds the watchdog while it waits.
+fn reconnect(uri: &str, notify: &mut Notifier) -> Option<Connection> {
+    let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_MAX);
+    let mut last_logged: Option<Instant> = None;
+    loop {
+        let wait = backoff.next_wait();
+        notify.status(format_args!("waiting for {uri} (next attempt in {wait:?})"));
+        if !wait_for(wait, notify) {
+            return None;
+        }
+        match Connection::open(uri) {
+            Ok(c) => {
+                crate::info!("reconnected to {uri} after {} attempts", backoff.attempts());
+                return Some(c);
+            }
+            Err(e) => {
+                // Every attempt while the wait grows, then one line every 5 minutes.
+                let growing = wait < RECONNECT_MAX;
+                if growing || last_logged.is_none_or(|t| t.elapsed() >= RECONNECT_LOG_EVERY) {
+                    crate::warn!("cannot reconnect to {uri}: {e}; trying again");
+                    last_logged = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+/// Run the event loop for `wait` (feeding the watchdog). `false` if a stop came first.
+fn wait_for(wait: Duration, notify: &mut Notifier) -> bool {
+    let Ok(_timer) = Timer::add(TimerKind::Retry, millis(wait)) else {
+        std::thread::sleep(wait);
+        return !signal::stop_requested();
+    };
+    FLAGS.take_retry();
+    loop {
+        if signal::stop_requested() {
+            return false;
+        }
+        if events::run_once().is_err() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if FLAGS.take_wake() {
+            signal::drain();
+        }
+        if FLAGS.take_watchdog() {
+            notify.watchdog();
+        }
+        if FLAGS.take_retry() {
+            return !signal::stop_requested();
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What the daemon tells about a run, beyond each tick.
+struct Journal {
+    /// When the last summary was logged, and the moves since.
+    summary_at: Instant,
+    moves: u64,
+    mode: Option<DemandMode>,
+}
+
+/// One connected run of the loop: baseline, then a tick at every timer or event.
+fn session(
+    cfg: &Config,
+    conn: &Connection,
+    out: &mut dyn Write,
+    notify: &mut Notifier,
+    reconnected_after: Option<Duration>,
+) -> Result<SessionEnd, Failure> {
+    let uri = cfg.uri.as_str();
+    FLAGS.clear();
+    let host = LibvirtHost::new(conn)
+        .map_err(|e| Failure::Runtime(format!("cannot read the node info of {uri}: {e}")))?;
+    let pcpus = host
+        .pcpus_checked()
+        .map_err(|m| Failure::Runtime(format!("{uri}: {m}")))?;
+    // Checked before the first tick, so a bad --cpus touches nothing.
+    let mut sched_cfg = cfg.sched.clone();
+    if let Some(list) = &cfg.cpus {
+        sched_cfg.cpus = Some(cli::cpus_for_host(list, pcpus)?);
+    }
+    // A driver without keepalive (test://, in-process) cannot hang either.
+    let _ = conn.set_keepalive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT);
+    let subscriptions = conn.subscribe();
+    let mut sched = Scheduler::new(host, sched_cfg);
+    if let Err(e) = sched.tick() {
+        return Ok(SessionEnd::Lost(e.to_string()));
+    }
+    let mut journal = Journal {
+        summary_at: Instant::now(),
+        moves: 0,
+        mode: None,
+    };
+    log_start(
+        cfg,
+        &sched,
+        pcpus,
+        reconnected_after,
+        subscriptions.lifecycle(),
+    );
+    journal.mode = Some(sched.report().mode);
+    let tty = io::stdout().is_terminal();
+    let interval_ms = millis(cfg.interval);
+    let timer =
+        Timer::add(TimerKind::Tick, interval_ms).map_err(runtime("cannot start the tick timer"))?;
+    let mut due_at = Instant::now() + cfg.interval;
+    loop {
+        events::run_once().map_err(runtime("libvirt's event loop failed"))?;
+        if FLAGS.take_wake() {
+            signal::drain();
+        }
+        if signal::stop_requested() {
+            return Ok(SessionEnd::Stopped);
+        }
+        if FLAGS.take_watchdog() {
+            notify.watchdog();
+        }
+        if let Some(reason) = FLAGS.take_closed() {
+            let why = events::close_reason(reason);
+            return Ok(SessionEnd::Lost(format!("the connection closed ({why})")));
+        }
+        let config = FLAGS.take_config();
+        if FLAGS.take_domains() || config {
+            sched.host_mut().domains_changed(config);
+        }
+        // A domain started or stopped: take it in, or forget it, now. Not in --once,
+        // whose one tick comes after INTERVAL.
+        let now_please = FLAGS.take_started() && !cfg.once;
+        // Timers longer than libvirt's int of milliseconds fire early: check the clock.
+        let due = FLAGS.take_tick() && Instant::now() + Duration::from_millis(5) >= due_at;
+        if !(due || now_please) {
+            continue;
+        }
+        if let Err(e) = sched.tick() {
+            return Ok(SessionEnd::Lost(e.to_string()));
+        }
+        timer.reset(interval_ms);
+        due_at = Instant::now() + cfg.interval;
+        let r = sched.report();
+        tell(cfg, &r, out, tty, &mut journal).map_err(crate::daemon::io_failure)?;
+        notify.status(format_args!("{}", Status(&r)));
+        notify.watchdog();
+        if cfg.once && due {
+            return Ok(SessionEnd::Stopped);
+        }
+    }
+}
+
+/// The line that says what the daemon found when it connected.
+fn log_start<H: Host>(
+    cfg: &Config,
+    sched: &Scheduler<H>,
+    pcpus: usize,
+    reconnected_after: Option<Duration>,
+    events: bool,
+) {
+    let r = sched.report();
+    let verb = match reconnected_after {
+        Some(d) => format!("reconnected to {} after {:.0} s", cfg.uri, d.as_secs_f64()),
+        None => format!("connected to {}", cfg.uri),
+    };
+    crate::info!(
+        "{verb}: {pcpus} pcpus, {} vcpus seen; interval {:?}, threshold {}, policy {}{}{}; demand: {}",
+        r.units.len(),
+        cfg.interval,
+        cfg.sched.params.threshold_pct,
+        cfg.sched.policy.name(),
+        if cfg.sched.dry_run { ", dry run" } else { "" },
+        if events {
+            ""
+        } else {
+            "; no domain events from this driver"
+        },
+        r.mode.describe(),
+    );
+}
+
+/// Everything said after a tick: the requested view, and the journal's lines.
+fn tell(
+    cfg: &Config,
+    r: &Report<'_>,
+    out: &mut dyn Write,
+    tty: bool,
+    journal: &mut Journal,
+) -> io::Result<()> {
+    if cfg.monitor {
+        report::write_monitor(out, r, tty)?;
+    } else if cfg.verbose || cfg.once {
+        report::write_tick_line(out, r)?;
+    }
+    if cfg.verbose {
+        report::write_vcpu_table(out, r)?;
+    }
+    out.flush()?;
+    // Move lines are the default view; -v and the monitor already show the moves.
+    if !cfg.verbose && !cfg.monitor {
+        for m in r.moves.iter().filter(|m| m.applied || r.dry_run) {
+            crate::info!("{}", report::MoveLine(r, m));
+        }
+    }
+    journal.moves += r.moves.iter().filter(|m| m.applied || r.dry_run).count() as u64;
+    if journal.mode != Some(r.mode) {
+        crate::info!("demand: {}", r.mode.describe());
+        journal.mode = Some(r.mode);
+    }
+    if journal.summary_at.elapsed() >= cfg.summary_every {
+        let minutes = journal.summary_at.elapsed().as_secs_f64() / 60.0;
+        crate::info!("{}", report::Summary(r, journal.moves, minutes));
+        journal.summary_at = Instant::now();
+        journal.moves = 0;
+    }
+    Ok(())
+}
+
+/// The one-line `STATUS=` for systemd: `tick 12: sigma 1.3, demand 2.0; 5 domains`.
+struct Status<'a>(&'a Report<'a>);
+
+impl fmt::Display for Status<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        write!(f, "tick {}: ", r.tick)?;
+        match (r.analysis.sigma_pct, r.analysis.demand_sigma_pct) {
+            (Some(s), Some(d)) => write!(f, "sigma {s:.1}, demand sigma {d:.1}")?,
+            _ => f.write_str("baseline")?,
+        }
+        write!(f, "; {}; {} vcpus", r.outcome().as_str(), r.units.len())
+    }
+}
