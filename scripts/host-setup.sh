@@ -11,7 +11,8 @@ SOCK=/run/libvirt/libvirt-sock
 WAIT_S=30
 PACKAGES=(libvirt-dev pkg-config libclang-dev libvirt-daemon-system
           libvirt-daemon-driver-qemu qemu-system-x86 libvirt-clients
-          binutils)  # as + ld: tests check the test guests' boot code against its source
+          binutils   # as + ld: tests check the test guests' boot code against its source
+          systemd)   # systemd-analyze: tests/systemd_unit.rs verifies dist/vcpu-scheduler.service
 
 say() { printf 'host-setup: %s\n' "$*"; }
 die() { printf 'host-setup: error: %s\n' "$*" >&2; exit 1; }
