@@ -156,10 +156,8 @@ fn reconnect(uri: &str, notify: &mut Notifier) -> Option<Connection> {
             return None;
         }
         match Connection::open(uri) {
-            Ok(c) => {
-                crate::info!("reconnected to {uri} after {} attempts", backoff.attempts());
-                return Some(c);
-            }
+            // The session's first line says it reconnected, and after how long.
+            Ok(c) => return Some(c),
             Err(e) => {
                 // Every attempt while the wait grows, then one line every 5 minutes.
                 let growing = wait < RECONNECT_MAX;

@@ -98,9 +98,13 @@ impl Notifier {
         if self.buf.contains('\n') {
             self.buf = self.buf.replace('\n', " ");
         }
-        if let Err(e) = sock.send_to_addr(self.buf.as_bytes(), addr) {
-            let what = format!("{addr:?}");
-            self.warn(&what, &e);
+        match sock.send_to_addr(self.buf.as_bytes(), addr) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                let what = format!("{addr:?}");
+                self.warn(&what, &e);
+            }
         }
     }
 
@@ -121,6 +125,11 @@ fn open(s: &str) -> std::io::Result<(UnixDatagram, SocketAddr)> {
         None => SocketAddr::from_pathname(s)?,
     };
     let sock = UnixDatagram::unbound()?;
+    // Never block the loop on a busy reader: a datagram socket's queue holds only a
+    // few messages (net.unix.max_dgram_qlen, 10 by default), and a daemon stuck in
+    // sendto would miss SIGTERM. A message that does not fit is dropped; the next tick
+    // sends a fresh one.
+    sock.set_nonblocking(true)?;
     Ok((sock, addr))
 }
 

@@ -353,3 +353,51 @@ fn malformed_files_are_rejected_with_file_line_reason() {
     assert!(err.to_string().contains("absent.scn: cannot read"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// vCPU hotplug: vCPUs added while the scheduler runs are pinned the tick they appear;
+/// removed ones are forgotten (no error, no stale figures).
+#[test]
+fn hotplugged_vcpus_are_taken_in_at_once_and_unplugged_ones_forgotten() {
+    use vcpu_scheduler::cpumap::CpuMap;
+    use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
+    use vcpu_scheduler::sim::SimHost;
+    use vcpu_scheduler::sim::simulate::INTERVAL_NS;
+
+    let mut host = SimHost::new(4);
+    let pin0 = CpuMap::parse_list("0", 4).unwrap();
+    host.add_domain("web", &[0.8, 0.8], &pin0).unwrap();
+    let mut sched = Scheduler::new(host, SchedConfig::default());
+    for _ in 0..3 {
+        sched.host_mut().advance(INTERVAL_NS);
+        sched.tick().unwrap();
+    }
+    assert_eq!(sched.report().units.len(), 2);
+
+    sched.host_mut().set_vcpus("web", &[0.8; 4]).unwrap();
+    sched.host_mut().advance(INTERVAL_NS);
+    sched.tick().unwrap();
+    let r = sched.report();
+    assert_eq!(r.units.len(), 4);
+    let mut added: Vec<u32> = r
+        .moves
+        .iter()
+        .filter(|m| m.from.is_none() && m.applied)
+        .map(|m| m.vcpu.0)
+        .collect();
+    added.sort();
+    assert_eq!(
+        added,
+        [2, 3],
+        "the new vCPUs are pinned the tick they appear"
+    );
+    assert!(r.units.iter().all(|u| u.pinned_to.is_some()));
+
+    sched.host_mut().set_vcpus("web", &[0.8]).unwrap();
+    for _ in 0..2 {
+        sched.host_mut().advance(INTERVAL_NS);
+        sched.tick().unwrap();
+    }
+    let r = sched.report();
+    assert_eq!(r.units.len(), 1, "removed vCPUs are forgotten");
+    assert!(r.units[0].usage.is_some_and(|u| (u - 0.8).abs() < 1e-9));
+}

@@ -193,6 +193,36 @@ impl SimHost {
         Ok(())
     }
 
+    /// vCPU hotplug: give the running domain `name` one vCPU per demand. Added vCPUs
+    /// start with an affinity of every pCPU and no cpu time; removed ones are the
+    /// highest numbered, as when libvirt unplugs vCPUs.
+    pub fn set_vcpus(&mut self, name: &str, demands: &[f64]) -> Result<(), SimHostError> {
+        let i = self.running_index(name).ok_or_else(|| no_domain(name))?;
+        check_demands(name, demands)?;
+        let pcpus = self.pcpus;
+        let d = &mut self.domains[i];
+        d.vcpus.truncate(demands.len());
+        while d.vcpus.len() < demands.len() {
+            d.vcpus.push(SimVcpu {
+                demand: 0.0,
+                affinity: CpuMap::all(pcpus),
+                cpu_time_ns: 0,
+                delay_ns: 0,
+                usage: 0.0,
+                last_ran_on: 0,
+            });
+        }
+        for (v, &demand) in d.vcpus.iter_mut().zip(demands) {
+            v.demand = demand;
+        }
+        let total = self.running_vcpus();
+        self.placement
+            .reserve(total.saturating_sub(self.placement.len()));
+        self.slots.reserve(total.saturating_sub(self.slots.len()));
+        self.placement_stale = true;
+        Ok(())
+    }
+
     /// The key of the running domain `name`.
     pub fn key(&self, name: &str) -> Option<DomainKey> {
         self.running_index(name).map(|i| self.domains[i].key)

@@ -152,7 +152,9 @@ pub fn run_scenario(
         .iter()
         .map(|d| d.demands_pct.len())
         .chain(sc.events.iter().map(|e| match &e.action {
-            Action::Load { demands_pct, .. } => demands_pct.len(),
+            Action::Load { demands_pct, .. } | Action::Vcpus { demands_pct, .. } => {
+                demands_pct.len()
+            }
             Action::Start(d) => d.demands_pct.len(),
             Action::Stop { .. } => 0,
         }))
@@ -190,6 +192,10 @@ pub fn run_scenario(
                 Action::Load { name, demands_pct } => {
                     to_fractions(demands_pct, &mut fractions);
                     host.set_demands(name, &fractions)
+                }
+                Action::Vcpus { name, demands_pct } => {
+                    to_fractions(demands_pct, &mut fractions);
+                    host.set_vcpus(name, &fractions)
                 }
                 Action::Start(d) => {
                     to_fractions(&d.demands_pct, &mut fractions);

@@ -14,6 +14,7 @@
 //! at 10 load web 20,20          # from tick 10: new demands
 //! at 12 start cache 90 pin 1    # a domain appears
 //! at 15 stop db                 # a domain disappears
+//! at 20 vcpus web 20,20,50      # vCPU hotplug: web now has three vCPUs
 //! ```
 //!
 //! Ticks count from 1; an event `at T` takes effect before the interval of tick `T` runs,
@@ -79,6 +80,12 @@ pub struct Event {
 pub enum Action {
     /// New demands for every vCPU of a running domain.
     Load {
+        name: String,
+        demands_pct: Vec<f64>,
+    },
+    /// vCPU hotplug: the domain now has one vCPU per demand. vCPUs added get an
+    /// affinity of every pCPU; removed ones are the highest numbered.
+    Vcpus {
         name: String,
         demands_pct: Vec<f64>,
     },
@@ -167,6 +174,9 @@ impl fmt::Display for Scenario {
             match &e.action {
                 Action::Load { name, demands_pct } => {
                     writeln!(f, "load {name} {}", Demands(demands_pct))?
+                }
+                Action::Vcpus { name, demands_pct } => {
+                    writeln!(f, "vcpus {name} {}", Demands(demands_pct))?
                 }
                 Action::Start(d) => writeln!(f, "start {}", DomainLine(d))?,
                 Action::Stop { name } => writeln!(f, "stop {name}")?,

@@ -135,6 +135,15 @@ impl Parser {
                         )));
                     }
                 }
+                Action::Vcpus { name, demands_pct } => {
+                    let Some(slot) = running.iter_mut().find(|(n, _)| n == name) else {
+                        return Err(at(format!(
+                            "vcpus of unknown vm {name:?} (not running at tick {})",
+                            e.tick
+                        )));
+                    };
+                    slot.1 = demands_pct.len();
+                }
                 Action::Stop { name } => {
                     let Some(i) = running.iter().position(|(n, _)| n == name) else {
                         return Err(at(format!(
@@ -230,7 +239,23 @@ fn event_action(args: &[&str], pcpus: usize) -> Result<Action, String> {
                 demands_pct: parse_demands(demands)?,
             })
         }
-        ["load", _, _, extra, ..] => Err(format!("unexpected {extra:?} after the demands")),
+        ["vcpus", name, demands] => {
+            check_name(name)?;
+            let demands_pct = parse_demands(demands)?;
+            if demands_pct.is_empty() {
+                return Err("vcpus needs at least one demand".into());
+            }
+            Ok(Action::Vcpus {
+                name: (*name).to_owned(),
+                demands_pct,
+            })
+        }
+        ["load" | "vcpus", _, _, extra, ..] => {
+            Err(format!("unexpected {extra:?} after the demands"))
+        }
+        ["vcpus", ..] => {
+            Err("vcpus needs a name and demands, e.g. `at 10 vcpus web 20,20,20`".into())
+        }
         ["load", ..] => Err("load needs a name and demands, e.g. `at 10 load web 20,20`".into()),
         ["start", rest @ ..] => Ok(Action::Start(domain_spec(rest, pcpus, "start")?)),
         ["stop", name] => {
@@ -242,7 +267,7 @@ fn event_action(args: &[&str], pcpus: usize) -> Result<Action, String> {
         ["stop", _, extra, ..] => Err(format!("unexpected {extra:?} after the name")),
         ["stop"] => Err("stop needs a name".into()),
         [other, ..] => Err(format!(
-            "unknown action {other:?} (expected load, start or stop)"
+            "unknown action {other:?} (expected load, vcpus, start or stop)"
         )),
         [] => Err("at needs a tick and an action".into()),
     }
