@@ -66,7 +66,12 @@ fn parse_spec(arg: &str) -> Result<(&str, GuestSpec), String> {
         .split(',')
         .map(str::parse::<Load>)
         .collect::<Result<Vec<_>, _>>()?;
-    let spec = GuestSpec { vcpus, pin };
+    let spec = GuestSpec {
+        vcpus,
+        pin,
+        persistent: false,
+        max_vcpus: None,
+    };
     spec.validate(name)?;
     Ok((name, spec))
 }

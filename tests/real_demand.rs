@@ -72,12 +72,12 @@ fn two_busy_two_half_on_pcpu0_end_as_busy_half_pairs() {
     };
     let done = poll_until(&mut sched, &mut watch, deadline(3), paired);
     let moves = watch.changes;
-    let later = changes_during(&mut sched, &mut watch, INTERVAL * 5);
+    let later = changes_during(&mut sched, &mut watch, INTERVAL * 3);
     let output = stop_and_check(sched);
     watch.cross_check().expect("virsh vcpupin and /proc agree");
     eprintln!(
         "FIGURES demand_2busy_2half: 2 busy + 2 50% guests on pCPU 0: {{busy, half}} per pCPU \
-         after {}, {moves} pin changes, {later} in the next 5 intervals; test wall time {:.1} s",
+         after {}, {moves} pin changes, {later} in the next 3 intervals; test wall time {:.1} s",
         when(done),
         t0.elapsed().as_secs_f64()
     );
@@ -121,12 +121,12 @@ fn three_busy_one_light_on_pcpu0_end_as_two_and_two() {
     };
     let done = poll_until(&mut sched, &mut watch, deadline(3), split);
     let moves = watch.changes;
-    let later = changes_during(&mut sched, &mut watch, INTERVAL * 5);
+    let later = changes_during(&mut sched, &mut watch, INTERVAL * 3);
     let output = stop_and_check(sched);
     watch.cross_check().expect("virsh vcpupin and /proc agree");
     eprintln!(
         "FIGURES demand_3busy_1light: 3 busy + 1 30% guest on pCPU 0: {{busy, busy}} and \
-         {{busy, 30%}} after {}, {moves} pin changes, {later} in the next 5 intervals; \
+         {{busy, 30%}} after {}, {moves} pin changes, {later} in the next 3 intervals; \
          test wall time {:.1} s",
         when(done),
         t0.elapsed().as_secs_f64()
@@ -151,7 +151,7 @@ fn verbose_table_shows_the_demand_of_a_squeezed_busy_vcpu() {
     let mut watch = PinWatch::new(fleet.prefix()).expect("read pins");
     // A dry run keeps them squeezed together on pCPU 0.
     let mut sched = Scheduler::spawn(&fleet, &["--dry-run", "-v"]);
-    let changes = changes_during(&mut sched, &mut watch, INTERVAL * 4);
+    let changes = changes_during(&mut sched, &mut watch, INTERVAL * 3);
     let output = stop_and_check(sched);
     assert!(
         output.contains("demand: measured (run-queue delay)"),

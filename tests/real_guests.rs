@@ -48,12 +48,12 @@ fn all_on_pcpu0_spread_two_per_pcpu_then_hold() {
             watch.last
         );
     };
-    let later = changes_during(&mut sched, &mut watch, INTERVAL * 5);
+    let later = changes_during(&mut sched, &mut watch, INTERVAL * 3);
     stop_and_check(sched);
     watch.cross_check().expect("virsh vcpupin and /proc agree");
     eprintln!(
         "FIGURES all_on_pcpu0: {guests} busy guests on pCPU 0 of {n}: 2 per pCPU after {}, \
-         {moves_to_balance} pin changes; {later} pin changes in the next 5 intervals; \
+         {moves_to_balance} pin changes; {later} pin changes in the next 3 intervals; \
          test wall time {:.1} s",
         when(Some(balanced)),
         t0.elapsed().as_secs_f64()
@@ -68,9 +68,9 @@ fn all_on_pcpu0_spread_two_per_pcpu_then_hold() {
 /// Course case 5: affinity to all pCPUs, half heavy (busy) and half light (50 %). The only
 /// placements with σ ≤ 5 put the loads so that every pCPU is saturated alike; two busy
 /// guests on one pCPU and the two 50 % guests on the other read ~100 % / ~75 %.
-/// Judged on per-pCPU usage measured from /proc over 1 s windows: after 5 intervals,
-/// σ ≤ 5 must hold in at least 3 of the next 4 windows (a lone noisy second is tolerated,
-/// host-facts.md saw such dips on a 2-core host).
+/// Judged on per-pCPU usage measured from /proc over 1 s windows: after 3 intervals,
+/// σ ≤ 5 must hold in at least 2 of the next 3 windows (a lone noisy second is tolerated,
+/// such dips were seen on this 2-core host).
 #[test]
 fn mixed_loads_with_full_affinity_reach_sigma_5() {
     let (_host, mut fleet, n) = setup("mix");
@@ -84,8 +84,8 @@ fn mixed_loads_with_full_affinity_reach_sigma_5() {
     let mut watch = PinWatch::new(fleet.prefix()).expect("read pins");
     let mut sched = Scheduler::spawn(&fleet, &[]);
 
-    let judge_from = INTERVAL * 5;
-    let windows = 4;
+    let judge_from = INTERVAL * 3;
+    let windows = 3;
     let mut samples = Vec::new(); // (end of window since start, σ, table)
     while samples.iter().filter(|(t, _, _)| *t > judge_from).count() < windows {
         let s = meter.measure(INTERVAL).expect("measure");
@@ -114,7 +114,7 @@ fn mixed_loads_with_full_affinity_reach_sigma_5() {
         .map(|i| samples[i].0);
     eprintln!(
         "FIGURES mixed_affinity: {n} busy + {n} 50% guests with affinity to all {n} pCPUs: \
-         σ ≤ {SIGMA_MAX} from {}; σ after 5 intervals {judged:.1?}; \
+         σ ≤ {SIGMA_MAX} from {}; σ after 3 intervals {judged:.1?}; \
          {} pin changes; test wall time {:.1} s",
         when(first_ok),
         watch.changes,
@@ -122,7 +122,7 @@ fn mixed_loads_with_full_affinity_reach_sigma_5() {
     );
     assert!(
         good + 1 >= windows,
-        "σ ≤ {SIGMA_MAX} held in only {good} of {windows} windows after 5 intervals: \
+        "σ ≤ {SIGMA_MAX} held in only {good} of {windows} windows after 3 intervals: \
          {judged:.1?}\n{output}"
     );
 }
@@ -143,12 +143,12 @@ fn balanced_fleet_gets_no_pin_changes() {
     ready(&fleet);
     let mut watch = PinWatch::new(fleet.prefix()).expect("read pins");
     let mut sched = Scheduler::spawn(&fleet, &[]);
-    let changes = changes_during(&mut sched, &mut watch, INTERVAL * 10);
+    let changes = changes_during(&mut sched, &mut watch, INTERVAL * 6);
     stop_and_check(sched);
     watch.cross_check().expect("virsh vcpupin and /proc agree");
     eprintln!(
         "FIGURES balanced: {} busy guests round robin on {n} pCPUs: {changes} pin changes \
-         in 10 intervals; test wall time {:.1} s",
+         in 6 intervals; test wall time {:.1} s",
         2 * n,
         t0.elapsed().as_secs_f64()
     );
@@ -274,8 +274,8 @@ fn dry_run_changes_no_pin() {
     }
     ready(&fleet);
     let mut watch = PinWatch::new(fleet.prefix()).expect("read pins");
-    let mut sched = Scheduler::spawn(&fleet, &["--dry-run"]);
-    let changes = changes_during(&mut sched, &mut watch, INTERVAL * 5);
+    let mut sched = Scheduler::spawn(&fleet, &["--dry-run", "-v"]);
+    let changes = changes_during(&mut sched, &mut watch, INTERVAL * 4);
     let output = stop_and_check(sched);
     watch.cross_check().expect("virsh vcpupin and /proc agree");
     let ticks = output
@@ -287,7 +287,7 @@ fn dry_run_changes_no_pin() {
         .filter(|l| l.starts_with("tick") && l.contains("would-move"))
         .count();
     eprintln!(
-        "FIGURES dry_run: 2 busy guests on pCPU 0, 5 intervals of --dry-run: {changes} pin \
+        "FIGURES dry_run: 2 busy guests on pCPU 0, 4 intervals of --dry-run: {changes} pin \
          changes, {ticks} ticks printed, {plans} with a planned move; test wall time {:.1} s",
         t0.elapsed().as_secs_f64()
     );

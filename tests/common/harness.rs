@@ -26,7 +26,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
 pub const SIGMA_MAX: f64 = 5.0;
 
 /// Longest any test lets the scheduler run is ~20 s; this only bounds an orphan's life.
-pub const SCHEDULER_MAX_LIFE_S: &str = "120";
+pub const SCHEDULER_MAX_LIFE_S: &str = "240";
 
 /// The tests share the host's pCPUs: two at once would disturb each other's loads.
 /// (`Fleet::new` also takes a lock file, which keeps other test processes out.)
@@ -60,6 +60,8 @@ pub fn start(fleet: &mut Fleet, name: &str, loads: &[Load], pin: Option<String>)
     let spec = GuestSpec {
         vcpus: loads.to_vec(),
         pin,
+        persistent: false,
+        max_vcpus: None,
     };
     fleet
         .start(name, &spec)
@@ -82,6 +84,11 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn spawn(fleet: &Fleet, extra: &[&str]) -> Scheduler {
+        Scheduler::spawn_every(fleet, extra, &INTERVAL.as_secs().to_string())
+    }
+
+    /// As [`Scheduler::spawn`], at another INTERVAL (seconds).
+    pub fn spawn_every(fleet: &Fleet, extra: &[&str], interval: &str) -> Scheduler {
         let glob = fleet.glob();
         // Under coreutils' timeout: if this process dies without running Drop (SIGKILL),
         // the scheduler must not live on as an orphan. timeout forwards our SIGINT to it
@@ -91,7 +98,7 @@ impl Scheduler {
             .arg(env!("CARGO_BIN_EXE_vcpu-scheduler"))
             .args(["--connect", guests::URI, "--domain", &glob])
             .args(extra)
-            .arg(INTERVAL.as_secs().to_string())
+            .arg(interval)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

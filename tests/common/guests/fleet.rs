@@ -100,12 +100,15 @@ impl Fleet {
         };
         write(&guest.image, &img)?;
         let _ = fs::remove_file(&guest.serial); // a stale 'R' would fake readiness
-        write(
-            &guest.xml,
-            domain_xml(&guest, spec.pin.as_deref()).as_bytes(),
-        )?;
+        write(&guest.xml, domain_xml(&guest, spec).as_bytes())?;
         let xml = guest.xml.to_string_lossy().into_owned();
-        if let Err(e) = virsh(&["create", &xml]) {
+        let started = if spec.persistent {
+            virsh(&["define", &xml]).and_then(|_| virsh(&["start", &guest.name]))
+        } else {
+            virsh(&["create", &xml])
+        };
+        if let Err(e) = started {
+            let _ = virsh(&["undefine", &guest.name]);
             guest.remove_files();
             return Err(e);
         }
@@ -302,9 +305,10 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// Domain XML: 16 MiB, no network, no graphics, one IDE raw disk, COM1 into a file
-/// (the readiness byte), initial pins in `<cputune>`.
-fn domain_xml(guest: &Guest, pin: Option<&str>) -> String {
-    let cputune = match pin {
+/// (the readiness byte), initial pins in `<cputune>`, room for hotplugged vCPUs.
+fn domain_xml(guest: &Guest, spec: &GuestSpec) -> String {
+    let max = spec.max_vcpus.unwrap_or(guest.vcpus).max(guest.vcpus);
+    let cputune = match spec.pin.as_deref() {
         None => String::new(),
         Some(list) => {
             let pins: String = (0..guest.vcpus)
@@ -313,11 +317,19 @@ fn domain_xml(guest: &Guest, pin: Option<&str>) -> String {
             format!("  <cputune>{pins}</cputune>\n")
         }
     };
+    let vcpu = if max > guest.vcpus {
+        format!(
+            "<vcpu placement='static' current='{}'>{max}</vcpu>",
+            guest.vcpus
+        )
+    } else {
+        format!("<vcpu placement='static'>{max}</vcpu>")
+    };
     format!(
         "<domain type='{kind}'>
   <name>{name}</name>
   <memory unit='MiB'>16</memory>
-  <vcpu placement='static'>{vcpus}</vcpu>
+  {vcpu}
 {cputune}  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
   <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
   <devices>
@@ -334,7 +346,6 @@ fn domain_xml(guest: &Guest, pin: Option<&str>) -> String {
 ",
         kind = domain_type(),
         name = guest.name,
-        vcpus = guest.vcpus,
         image = xml_escape(&guest.image.to_string_lossy()),
         serial = xml_escape(&guest.serial.to_string_lossy()),
     )

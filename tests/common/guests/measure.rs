@@ -366,6 +366,14 @@ impl PinWatch {
         Ok(())
     }
 
+    /// Finds every domain's vCPU threads again: after a vCPU hotplug, the new thread.
+    pub fn rescan(&mut self) -> Result<(), String> {
+        self.tracked.domains.clear();
+        self.tracked.refresh()?;
+        self.last = self.tracked.pins();
+        Ok(())
+    }
+
     /// Reads the pins again; returns the changes this poll saw.
     pub fn poll(&mut self) -> usize {
         let now = self.tracked.pins();

@@ -100,6 +100,12 @@ impl std::str::FromStr for Load {
 pub struct GuestSpec {
     pub vcpus: Vec<Load>,
     pub pin: Option<String>,
+    /// Defined before it is started, so the pins above are its owner's persistent
+    /// configuration (`virsh define` + `start`); otherwise transient (`virsh create`).
+    pub persistent: bool,
+    /// Room for this many vCPUs in all, the ones beyond `vcpus` offline until hotplugged
+    /// (`<vcpu current='N'>MAX</vcpu>`).
+    pub max_vcpus: Option<usize>,
 }
 
 impl GuestSpec {
@@ -108,6 +114,8 @@ impl GuestSpec {
         GuestSpec {
             vcpus: vec![load],
             pin: None,
+            persistent: false,
+            max_vcpus: None,
         }
     }
 
@@ -124,6 +132,18 @@ impl GuestSpec {
     /// Pins every vCPU to `cpulist` at start.
     pub fn pinned(mut self, cpulist: &str) -> GuestSpec {
         self.pin = Some(cpulist.to_string());
+        self
+    }
+
+    /// Defined (persistent), so its pins are its owner's configuration.
+    pub fn persistent(mut self) -> GuestSpec {
+        self.persistent = true;
+        self
+    }
+
+    /// Room for `max` vCPUs, those past its loads offline until `virsh setvcpus --live`.
+    pub fn hotpluggable(mut self, max: usize) -> GuestSpec {
+        self.max_vcpus = Some(max);
         self
     }
 }
