@@ -57,13 +57,13 @@ pub fn apply<H: Host>(
             match host.pin(u.domain, u.vcpu, to) {
                 Ok(()) => {
                     m.applied = true;
-                    if let Some(from) = u.pinned_to {
-                        u.left = Some((tick, from));
-                    }
-                    u.pinned_to = Some(to);
-                    if !p.guessed {
+                    if !p.guessed && !p.contended {
                         u.moved_at = Some(tick);
                     }
+                    if !p.contended {
+                        u.left = u.pinned_to.map(|from| (tick, from));
+                    }
+                    u.pinned_to = Some(to);
                 }
                 Err(e) if e.kind() == FailureKind::DomainGone => {}
                 Err(e) => {

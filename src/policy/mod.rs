@@ -188,6 +188,12 @@ pub struct Planned {
     /// measurement may well call for another move of the same vCPU. Such moves do not
     /// start the cooldown, which exists to stop noise on *known* demand ping-ponging.
     pub guessed: bool,
+    /// The move was planned on a demand measured while the vCPU got less than half of
+    /// what it wanted. With that much contention some guests' demand reads higher than
+    /// it is once they have room (a guest pacing itself by timer interrupts stays
+    /// runnable while it waits), so the next tick may show the move was the wrong one:
+    /// it starts neither the cooldown nor the no-return rule, and can be corrected.
+    pub contended: bool,
     pub why: Why,
     /// Planning load (demand) of the pCPU it leaves and of the one it joins, before
     /// the move; the first is 0 for a vCPU that had no single pCPU.

@@ -64,6 +64,7 @@ pub(super) fn place_new(
             item: i,
             to,
             guessed: w.uncertain,
+            contended: false,
             why: w.why.unwrap_or(Why::New),
             loads: (from_load, s.pcpu[to].load),
             demand: w.demand,
@@ -127,7 +128,7 @@ pub(super) fn seed_move(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned
         .filter(|&(_, after)| after < gap)
         .min_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((i, _)) = best {
-        moves.push(planned(s, i, dst, Why::Busiest));
+        moves.push(planned(items, s, i, dst, Why::Busiest));
         apply(s, i, dst);
     }
 }
@@ -171,7 +172,7 @@ pub(super) fn balance_moves(
             Why::Busiest
         };
         for (i, to) in [Some((c.a, c.to)), c.b].into_iter().flatten() {
-            moves.push(planned(s, i, to, why));
+            moves.push(planned(items, s, i, to, why));
             apply(s, i, to);
         }
     }
@@ -370,12 +371,15 @@ fn best_swap(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option
 }
 
 /// The record of item `i` moving to `to`, taken before [`apply`].
-fn planned(s: &Scratch, i: usize, to: usize, why: Why) -> Planned {
+fn planned(items: &[Item], s: &Scratch, i: usize, to: usize, why: Why) -> Planned {
     let w = &s.item[i];
+    let it = &items[i];
+    let contended = it.demand.is_some() && it.usage.is_some_and(|u| u < 0.5 * w.demand);
     Planned {
         item: i,
         to,
         guessed: w.uncertain,
+        contended,
         why,
         loads: (w.at.map_or(0.0, |p| s.pcpu[p].load), s.pcpu[to].load),
         demand: w.demand,
