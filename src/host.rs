@@ -18,6 +18,8 @@
 
 use std::fmt;
 
+use crate::topology::Topology;
+
 /// A host CPU index. A newtype so a vCPU number cannot be passed where a pCPU is meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PcpuId(pub u32);
@@ -97,6 +99,9 @@ pub struct DomainInfo<'a> {
     /// configuration (`virsh vcpupin --config`, `<cputune><vcpupin>`): left alone
     /// unless told otherwise. False for transient domains and where it cannot be read.
     pub config_pinned: bool,
+    /// The NUMA nodes its memory is bound to (`<numatune>`), as a mask of node indices
+    /// of the host's [`Topology`] (bit n = node n); 0 when not bound.
+    pub mem_nodes: u64,
 }
 
 /// How a failed host call should be treated by the loop.
@@ -137,6 +142,12 @@ pub trait Host {
 
     /// Number of pCPUs; every pin is validated against it.
     fn pcpus(&self) -> usize;
+
+    /// The host's NUMA nodes and SMT siblings, when known; `None` means one node with
+    /// one thread per core.
+    fn topology(&self) -> Option<&Topology> {
+        None
+    }
 
     /// The host's monotonic clock, nanoseconds since an arbitrary start.
     fn now_ns(&self) -> u64;

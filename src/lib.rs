@@ -30,3 +30,4 @@ pub mod select;
 pub mod settings;
 pub mod signal;
 pub mod sim;
+pub mod topology;

@@ -211,6 +211,7 @@ impl Host for LibvirtHost<'_> {
             key: d.key,
             name: &d.name,
             config_pinned: d.config_pinned,
+            mem_nodes: 0,
         }
     }
 

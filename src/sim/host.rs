@@ -349,6 +349,7 @@ impl Host for SimHost {
             key: d.key,
             name: &d.name,
             config_pinned: false,
+            mem_nodes: 0,
         }
     }
 
