@@ -53,6 +53,10 @@ const FUNCTIONS: &[&str] = &[
     // Owners' pins (persistent configuration) and vCPU hotplug.
     "virDomainIsPersistent",
     "virDomainGetMaxVcpus",
+    // The host's shape and where domains' memory lives.
+    "virConnectGetCapabilities",
+    "virDomainGetNumaParameters",
+    "virTypedParamsClear",
 ];
 
 fn stop(msg: &str) -> ! {

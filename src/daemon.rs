@@ -247,6 +247,12 @@ fn session(
         reconnected_after,
         subscriptions.lifecycle(),
     );
+    if cfg.verbose {
+        match sched.host().topology() {
+            Some(t) => crate::info!("topology: {t}"),
+            None => crate::info!("topology: one node, no SMT (the host describes no other)"),
+        }
+    }
     journal.mode = Some(sched.report().mode);
     let tty = io::stdout().is_terminal();
     let interval_ms = millis(cfg.interval);

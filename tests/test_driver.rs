@@ -233,3 +233,16 @@ fn the_call_counter_counts_round_trips_not_local_reads() {
     assert!(conn.domain_by_id(4242).is_err()); // a failed call is still a call: 1
     assert_eq!(rpc_calls() - before, 11);
 }
+
+#[test]
+fn topology_comes_from_the_capabilities() {
+    // test:///default describes 2 cells of 8 pCPUs; a node file describes none.
+    let conn = Connection::open("test:///default").unwrap();
+    let host = LibvirtHost::new(&conn).unwrap();
+    let t = host.topology().expect("two cells");
+    assert_eq!((t.nodes(), t.cores(), t.pcpus()), (2, 16, 16));
+    assert_eq!(t.place(9).node, 1);
+    let conn = open();
+    let host = LibvirtHost::new(&conn).unwrap();
+    assert!(host.topology().is_none(), "a node file has no topology");
+}

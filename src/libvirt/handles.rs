@@ -190,6 +190,18 @@ impl Connection {
         Ok(t)
     }
 
+    /// The host's capabilities document (`virConnectGetCapabilities`): its
+    /// `<topology>` gives the NUMA nodes and SMT siblings. Read once per connection.
+    pub fn capabilities(&self) -> Result<String, Error> {
+        count_rpc();
+        let p = check(
+            // SAFETY: open connection; the returned string is ours to free.
+            unsafe { ffi::virConnectGetCapabilities(self.raw()) },
+            "virConnectGetCapabilities",
+        )?;
+        Ok(take_string(p))
+    }
+
     /// The URI libvirt actually connected to (after defaults and aliases).
     pub fn uri(&self) -> Result<String, Error> {
         count_rpc();
@@ -198,15 +210,7 @@ impl Connection {
             unsafe { ffi::virConnectGetURI(self.raw()) },
             "virConnectGetURI",
         )?;
-        // SAFETY: p is a non-null NUL-terminated string allocated by libvirt.
-        let s = unsafe { CStr::from_ptr(p.as_ptr()) }
-            .to_string_lossy()
-            .into_owned();
-        // SAFETY: the caller must free this string (virConnectGetURI's contract); libvirt
-        // allocates with glib, whose allocator is the C library's malloc since glib 2.46.
-        // p is not used after.
-        unsafe { libc::free(p.as_ptr().cast()) };
-        Ok(s)
+        Ok(take_string(p))
     }
 
     /// Fill `ids` with the ids of the running domains, reusing its capacity.
@@ -345,6 +349,60 @@ impl<'c> Domain<'c> {
             "virDomainIsPersistent",
         )?;
         Ok(r == 1)
+    }
+
+    /// The nodeset its memory is bound to (`<numatune><memory nodeset=...>`, read with
+    /// `virDomainGetNumaParameters`), as libvirt writes it (`0`, `0-1`); `None` when not
+    /// bound. Read when a domain is first seen.
+    pub fn numa_nodeset(&self) -> Result<Option<String>, Error> {
+        const CALL: &str = "virDomainGetNumaParameters";
+        let live = ffi::virDomainModificationImpact::VIR_DOMAIN_AFFECT_LIVE;
+        let mut n: c_int = 0;
+        count_rpc();
+        check(
+            // SAFETY: valid domain; a null array with *nparams == 0 asks how many
+            // parameters there are, writing only n.
+            unsafe { ffi::virDomainGetNumaParameters(self.raw(), ptr::null_mut(), &mut n, live) },
+            CALL,
+        )?;
+        let len = usize::try_from(n).unwrap_or(0);
+        if len == 0 {
+            return Ok(None);
+        }
+        // SAFETY: an all-zero virTypedParameter is a valid value (empty name, int 0).
+        let zero: ffi::virTypedParameter = unsafe { std::mem::zeroed() };
+        let mut params = vec![zero; len];
+        count_rpc();
+        let got = check(
+            // SAFETY: valid domain; params holds n writable records and we pass n.
+            unsafe {
+                ffi::virDomainGetNumaParameters(self.raw(), params.as_mut_ptr(), &mut n, live)
+            },
+            CALL,
+        );
+        let filled = usize::try_from(n).unwrap_or(0).min(len);
+        let mut nodeset = None;
+        if got.is_ok() {
+            for p in &params[..filled] {
+                let string = ffi::virTypedParameterType::VIR_TYPED_PARAM_STRING as c_int;
+                if field_name(&p.field) == b"numa_nodeset" && p.type_ == string {
+                    // SAFETY: a STRING parameter's value is the `s` member, a
+                    // NUL-terminated string owned by the array until it is cleared.
+                    let s = unsafe { p.value.s };
+                    if !s.is_null() {
+                        // SAFETY: non-null, NUL-terminated (see above).
+                        let v = unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned();
+                        nodeset = Some(v).filter(|v| !v.is_empty());
+                    }
+                }
+            }
+        }
+        let c_filled = to_c_int(filled, CALL)?;
+        // SAFETY: params holds `filled` records libvirt filled; this frees the strings
+        // they own (not the array, which is ours) and is safe on zeroed records.
+        unsafe { ffi::virTypedParamsClear(params.as_mut_ptr(), c_filled) };
+        got?;
+        Ok(nodeset)
     }
 
     /// The most vCPUs the running domain can have (`virDomainGetMaxVcpus`): buffers
@@ -568,6 +626,18 @@ impl NodeCpuStat {
 
 /// A fixed-size C name field (`virNodeCPUStats.field`, `virTypedParameter.field`) as
 /// bytes up to its NUL, or the whole array if libvirt filled it without one.
+/// Copy a string libvirt allocated for the caller, and free it. glib allocates with the
+/// C library's malloc (since glib 2.46), so `free` is the matching release.
+fn take_string(p: NonNull<c_char>) -> String {
+    // SAFETY: p is a non-null NUL-terminated string allocated by libvirt for us.
+    let s = unsafe { CStr::from_ptr(p.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: ours to free (the calls that return it say so); not used after.
+    unsafe { libc::free(p.as_ptr().cast()) };
+    s
+}
+
 pub(super) fn field_name(f: &[c_char]) -> &[u8] {
     let len = f.iter().position(|&c| c == 0).unwrap_or(f.len());
     // c_char is i8 or u8 by platform; the bytes are ASCII either way.

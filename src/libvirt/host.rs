@@ -13,6 +13,7 @@ use crate::host::{
     DomainInfo, DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, RunQueue, VcpuId,
     VcpuSample,
 };
+use crate::topology::Topology;
 
 /// A domain the host is tracking, looked up once when it first appeared.
 struct Tracked<'c> {
@@ -24,6 +25,8 @@ struct Tracked<'c> {
     max_vcpus: usize,
     /// Its owner pinned it in its persistent configuration (see [`DomainInfo`]).
     config_pinned: bool,
+    /// The nodes its memory is bound to (see [`DomainInfo`]).
+    mem_nodes: u64,
 }
 
 /// The scheduler's view of a live hypervisor through one [`Connection`].
@@ -33,6 +36,8 @@ struct Tracked<'c> {
 pub struct LibvirtHost<'c> {
     conn: &'c Connection,
     pcpus: usize,
+    /// NUMA nodes and SMT siblings, from the capabilities; `None`: one flat node.
+    topology: Option<Topology>,
     maplen: usize,
     epoch: Instant,
     ids: Vec<c_int>,
@@ -63,9 +68,11 @@ impl<'c> LibvirtHost<'c> {
     pub fn new(conn: &'c Connection) -> Result<Self, Error> {
         let pcpus = conn.node_pcpus()?;
         let maplen = cpumap::cpu_maplen(pcpus);
+        let topology = read_topology(conn, pcpus)?;
         Ok(LibvirtHost {
             conn,
             pcpus,
+            topology,
             maplen,
             epoch: Instant::now(),
             ids: Vec::with_capacity(64),
@@ -112,15 +119,75 @@ impl<'c> LibvirtHost<'c> {
             self.maps.resize(max_vcpus * self.maplen, 0);
         }
         let config_pinned = config_pinned(&dom, &name, self.pcpus)?;
+        let mem_nodes = mem_nodes(&dom, &name, self.topology.as_ref())?;
         self.domains.push(Tracked {
             dom,
             key,
             name,
             max_vcpus,
             config_pinned,
+            mem_nodes,
         });
         Ok(())
     }
+}
+
+/// The host's shape from its capabilities. A document that cannot be used is one line
+/// and the host is treated as one node without SMT; so is one that describes exactly
+/// that. Only a lost connection is an error.
+fn read_topology(conn: &Connection, pcpus: usize) -> Result<Option<Topology>, Error> {
+    let parsed = match conn.capabilities() {
+        Ok(xml) => Topology::from_capabilities(&xml, pcpus),
+        Err(e) if e.kind() == FailureKind::ConnectionLost => return Err(e),
+        Err(e) => Err(e.to_string()),
+    };
+    match parsed {
+        Ok(Some(t)) if t.nodes() > 1 || t.smt() => Ok(Some(t)),
+        Ok(_) => Ok(None),
+        Err(e) => {
+            crate::warn!(
+                "cannot use the host's topology ({e}); treating it as one node without SMT"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The nodes `dom`'s memory is bound to, as a mask of the topology's node indices; 0
+/// when not bound, when the driver cannot tell, or (with one line) when the nodeset
+/// names a node the host does not have.
+fn mem_nodes(dom: &Domain<'_>, name: &str, topology: Option<&Topology>) -> Result<u64, Error> {
+    let nodeset = match dom.numa_nodeset() {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(0),
+        Err(e) if e.kind() == FailureKind::Other => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let cells = match CpuMap::parse_list(&nodeset, cpumap::MAX_CPUS) {
+        Ok(m) => m,
+        Err(e) => {
+            crate::warn!("domain \"{name}\": numatune nodeset {nodeset:?}: {e}; ignoring it");
+            return Ok(0);
+        }
+    };
+    let mut mask = 0u64;
+    for cell in cells.iter() {
+        let node = match topology {
+            Some(t) => u32::try_from(cell).ok().and_then(|c| t.node_of_cell(c)),
+            None => (cell == 0).then_some(0),
+        };
+        match node.filter(|&n| n < 64) {
+            Some(n) => mask |= 1 << n,
+            None => {
+                crate::warn!(
+                    "domain \"{name}\": numatune nodeset {nodeset:?} names node {cell}, which this \
+                     host does not have; ignoring the nodeset"
+                );
+                return Ok(0);
+            }
+        }
+    }
+    Ok(mask)
 }
 
 /// Has the owner of `dom` pinned any vCPU to fewer than all `pcpus` pCPUs in its
@@ -153,6 +220,10 @@ impl Host for LibvirtHost<'_> {
 
     fn pcpus(&self) -> usize {
         self.pcpus
+    }
+
+    fn topology(&self) -> Option<&Topology> {
+        self.topology.as_ref()
     }
 
     fn now_ns(&self) -> u64 {
@@ -211,7 +282,7 @@ impl Host for LibvirtHost<'_> {
             key: d.key,
             name: &d.name,
             config_pinned: d.config_pinned,
-            mem_nodes: 0,
+            mem_nodes: d.mem_nodes,
         }
     }
 
