@@ -183,6 +183,9 @@ fn write_list(f: &mut fmt::Formatter<'_>, xs: &[usize]) -> fmt::Result {
     Ok(())
 }
 
+/// A core as libvirt names it: (socket_id, die_id, core_id).
+type CoreKey = (u32, u32, u32);
+
 /// The hand-written scan: find `<host>` … `<topology>` … `<cells>`, then each `<cell
 /// id=...>` and in it each `<cpu id=... core_id=... socket_id=... siblings=...>`. Only
 /// these few attributes matter, so no XML library: the document is libvirt's own, with
@@ -199,7 +202,7 @@ fn scan(xml: &str, pcpus: usize) -> Result<Option<Topology>, String> {
     };
     // Per pCPU: its node, and its core as (socket, die, core_id): core_id is unique
     // only within a socket (and die).
-    let mut found: Vec<Option<(u16, (u32, u32, u32))>> = vec![None; pcpus];
+    let mut found: Vec<Option<(u16, CoreKey)>> = vec![None; pcpus];
     let mut cell_ids = Vec::new();
     for (node, cell) in elements(cells, "cell").enumerate() {
         let id = attr(cell.open, "id")
@@ -243,7 +246,7 @@ fn scan(xml: &str, pcpus: usize) -> Result<Option<Topology>, String> {
             "the capabilities leave out pcpus {missing:?} of the host's {pcpus}"
         ));
     }
-    let mut cores: Vec<(u32, u32, u32)> = found.iter().flatten().map(|&(_, c)| c).collect();
+    let mut cores: Vec<CoreKey> = found.iter().flatten().map(|&(_, c)| c).collect();
     cores.sort_unstable();
     cores.dedup();
     let places = found
