@@ -47,6 +47,10 @@ pub struct Unit {
     /// First seen after the scheduler's baseline: its domain started (or the vCPU was
     /// hotplugged) while the scheduler ran.
     pub fresh: bool,
+    /// The nodes its domain's memory is bound to (`DomainInfo::mem_nodes`), and the
+    /// home nodes the policy settled for it (0 until then).
+    pub mem_nodes: u64,
+    pub home: u64,
 }
 
 /// Where the demand the policy plans with comes from.
@@ -217,8 +221,11 @@ impl Sampler {
             }
             let info = host.domain(d);
             let left_alone = select.left_alone(info.name, info.config_pinned);
+            let mem_nodes = info.mem_nodes;
             for s in &self.samples[start..] {
-                units.push(self.unit(s, d as u32, left_alone));
+                let mut u = self.unit(s, d as u32, left_alone);
+                u.mem_nodes = mem_nodes;
+                units.push(u);
             }
         }
         self.mode = if units.iter().any(|u| u.run_queue.is_some()) {
@@ -279,6 +286,8 @@ impl Sampler {
             }),
             left: prev.and_then(|p| p.left),
             fresh: prev.map_or(self.baselined, |p| p.fresh && p.usage.is_none()),
+            mem_nodes: 0,
+            home: prev.map_or(0, |p| p.home),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::policy::{self, Analysis, Item, Outputs, Params, Pcpu, Planned, Policy
 use crate::report::Report;
 use crate::sample::{Sampler, Unit};
 use crate::select::Selection;
+use crate::topology::Topology;
 
 /// What the scheduler is told to do; validated by the CLI before it gets here.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +67,9 @@ pub struct Scheduler<H: Host> {
     pcpu_demand: Vec<f64>,
     observed: Vec<Option<f64>>,
     item_demand: Vec<f64>,
+    homes: Vec<u64>,
+    /// The host's shape, read when the scheduler starts (once per connection).
+    topology: Topology,
     analysis: Analysis,
     migrations: u64,
 }
@@ -73,6 +77,11 @@ pub struct Scheduler<H: Host> {
 impl<H: Host> Scheduler<H> {
     pub fn new(host: H, cfg: SchedConfig) -> Self {
         let pcpus = host.pcpus();
+        let topology = host
+            .topology()
+            .filter(|t| t.pcpus() == pcpus)
+            .cloned()
+            .unwrap_or_else(|| Topology::flat(pcpus));
         Scheduler {
             host,
             cfg,
@@ -88,6 +97,8 @@ impl<H: Host> Scheduler<H> {
             pcpu_demand: Vec::with_capacity(pcpus),
             observed: Vec::with_capacity(64),
             item_demand: Vec::with_capacity(64),
+            homes: Vec::with_capacity(64),
+            topology,
             analysis: Analysis {
                 sigma_pct: None,
                 demand_sigma_pct: None,
@@ -133,27 +144,39 @@ impl<H: Host> Scheduler<H> {
                 demand: u.demand.map(|d| d.value),
                 usage_smoothed: u.usage_smoothed.map(|d| d.value),
                 fresh: u.fresh,
+                home: if u.mem_nodes != 0 {
+                    u.mem_nodes
+                } else {
+                    u.home
+                },
                 left: u
                     .left
                     .filter(|&(t, _)| tick <= t + no_return)
                     .map(|(_, p)| p.index()),
             }
         }));
-        let cpus = &self.cfg.cpus;
+        let (cpus, topology) = (&self.cfg.cpus, &self.topology);
         self.pcpus.clear();
-        self.pcpus.extend((0..self.host.pcpus()).map(|p| Pcpu {
-            busy: self.sampler.pcpu_busy.get(p).copied().flatten(),
-            allowed: cpus.as_ref().is_none_or(|m| m.is_set(p)),
+        self.pcpus.extend((0..self.host.pcpus()).map(|p| {
+            let place = topology.place(p);
+            Pcpu {
+                busy: self.sampler.pcpu_busy.get(p).copied().flatten(),
+                allowed: cpus.as_ref().is_none_or(|m| m.is_set(p)),
+                node: place.node,
+                core: place.core,
+            }
         }));
         self.loads.resize(self.host.pcpus(), 0.0);
         self.pcpu_demand.resize(self.host.pcpus(), 0.0);
         self.observed.resize(self.items.len(), None);
         self.item_demand.resize(self.items.len(), 0.0);
+        self.homes.resize(self.items.len(), 0);
         let out = Outputs {
             loads: &mut self.loads,
             demand: &mut self.pcpu_demand,
             observed: &mut self.observed,
             item_demand: &mut self.item_demand,
+            home: &mut self.homes,
             moves: &mut self.planned,
         };
         self.analysis = policy::plan(
@@ -166,10 +189,11 @@ impl<H: Host> Scheduler<H> {
         );
         // Remember what each vCPU wanted when nothing held it back, for the next time
         // it shares a saturated pCPU.
-        for (u, d) in self.units.iter_mut().zip(&self.observed) {
+        for ((u, d), &h) in self.units.iter_mut().zip(&self.observed).zip(&self.homes) {
             if d.is_some() {
                 u.known_demand = *d;
             }
+            u.home = h;
         }
     }
 

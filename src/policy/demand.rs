@@ -74,9 +74,9 @@ pub(super) fn estimate(policy: Policy, items: &[Item], params: &Params, s: &mut 
             s.pcpu[p].demand_here += d;
         }
         match (it.pinned, it.managed, it.last_ran) {
-            (Some(p), _, _) => s.pcpu[p].load += d,
+            (Some(p), _, _) => s.add_load(p, d),
             // Unmanaged and unpinned: it stays where it is, so its load stays there.
-            (None, false, Some(p)) => s.pcpu[p].load += d,
+            (None, false, Some(p)) => s.add_load(p, d),
             _ => {}
         }
     }

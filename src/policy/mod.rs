@@ -14,6 +14,7 @@
 
 mod demand;
 mod moves;
+mod topo;
 
 /// σ (percentage points) at or below which a host is balanced, unless told otherwise.
 /// The course's figure, and the one place it is written.
@@ -136,6 +137,10 @@ pub struct Item {
     /// The pCPU it was moved away from a few ticks ago: it is not sent back there yet
     /// (a move that a later tick undoes was not worth making).
     pub left: Option<usize>,
+    /// The NUMA nodes its domain belongs on (bit n = node n): where its memory is
+    /// bound, or where the domain was first seen to run; 0 when not settled yet (the
+    /// plan settles it, see [`Outputs::home`]).
+    pub home: u64,
     /// Its domain started since the scheduler began: with no usage yet, it is still
     /// taken into management at once, on a guessed demand.
     pub fresh: bool,
@@ -150,6 +155,10 @@ pub struct Pcpu {
     /// May managed vCPUs be placed here (`--cpus`)? The verdict and the plan look at
     /// allowed pCPUs only; managed vCPUs found elsewhere are moved in.
     pub allowed: bool,
+    /// Its NUMA node (0 on a host without topology).
+    pub node: u16,
+    /// Its core: pCPUs with the same core are SMT siblings.
+    pub core: u32,
 }
 
 /// Why a pin was planned, for the log.
@@ -159,6 +168,13 @@ pub enum Why {
     New,
     /// It was pinned outside the allowed pCPUs (`--cpus`).
     Outside,
+    /// It ran off its domain's home NUMA node.
+    Remote,
+    /// Its whole domain moved to another node: its own was over capacity, the other
+    /// had room for all of it.
+    Node,
+    /// It shared a core with another busy vCPU while a core of the node was free.
+    Smt,
     /// Its pCPU was well over the bound when newcomers were placed: placed with them.
     Relief,
     /// Moved off the busiest pCPU to the least loaded one.
@@ -172,6 +188,9 @@ impl Why {
         match self {
             Why::New => "taken into management",
             Why::Outside => "outside the allowed pcpus",
+            Why::Remote => "back to its domain's home node",
+            Why::Node => "its domain moved to a node with room for it",
+            Why::Smt => "off a core shared with another busy vcpu",
             Why::Relief => "its pcpu was overloaded as new vcpus arrived",
             Why::Busiest => "off the busiest pcpu",
             Why::Swap => "swapped with a vcpu of the busiest pcpu",
@@ -240,6 +259,9 @@ pub struct Outputs<'a> {
     /// Per item: the demand the policy planned with (measured, estimated, or usage),
     /// fraction of one pCPU; 0 for a vCPU not measured yet.
     pub item_demand: &'a mut [f64],
+    /// Per item: its domain's home nodes after this plan (settled for a new domain,
+    /// changed when the domain moved node). Callers keep it as [`Item::home`].
+    pub home: &'a mut [u64],
     /// Per item: its usage when that usage *is* its demand (it was not held back by
     /// sharing its pCPU), else `None`. Callers keep it as [`Item::known_demand`].
     pub observed: &'a mut [Option<f64>],
@@ -267,6 +289,8 @@ struct PcpuWork {
     busy: f64,
     /// May managed vCPUs be placed here?
     allowed: bool,
+    node: u16,
+    core: u32,
     /// Where the items that started the search here sit in [`Scratch::members`].
     first: usize,
     len: usize,
@@ -283,6 +307,8 @@ struct ItemWork {
     moved: bool,
     /// Why it is being placed, when it is.
     why: Option<Why>,
+    /// Its domain's home nodes (see [`Item::home`]), settled by the plan.
+    home: u64,
     /// The run of items of its domain (`group_first..group_first + group_len`): the
     /// vCPUs of one domain arrive together.
     group_first: usize,
@@ -301,6 +327,12 @@ pub struct Scratch {
     members: Vec<usize>,
     /// This round's least loaded allowed pCPUs, by index: where a single move goes.
     ties: Vec<usize>,
+    /// Planning load of each core (the sum over its SMT threads).
+    core_load: Vec<f64>,
+    /// Number of NUMA nodes.
+    nodes: usize,
+    /// While a node is balanced on its own: the only node the searches look at.
+    scope: Option<u16>,
 }
 
 impl Scratch {
@@ -309,8 +341,15 @@ impl Scratch {
         self.pcpu.extend(pcpus.iter().map(|p| PcpuWork {
             busy: p.busy.unwrap_or(0.0),
             allowed: p.allowed,
+            node: p.node,
+            core: p.core,
             ..PcpuWork::default()
         }));
+        let cores = pcpus.iter().map(|p| p.core as usize + 1).max().unwrap_or(0);
+        self.core_load.clear();
+        self.core_load.resize(cores, 0.0);
+        self.nodes = pcpus.iter().map(|p| p.node as usize + 1).max().unwrap_or(1);
+        self.scope = None;
         self.item.clear();
         self.item.resize(items.len(), ItemWork::default());
         self.order.clear();
@@ -335,8 +374,39 @@ impl Scratch {
         sigma_pct_iter(self.allowed().map(f))
     }
 
+    /// The pCPUs the plan may use: allowed, and in the node being balanced, if one is.
     fn allowed(&self) -> impl Iterator<Item = &PcpuWork> + Clone {
-        self.pcpu.iter().filter(|p| p.allowed)
+        let scope = self.scope;
+        self.pcpu
+            .iter()
+            .filter(move |p| p.allowed && scope.is_none_or(|n| p.node == n))
+    }
+
+    /// Is pCPU `p` one of [`Scratch::allowed`]?
+    fn open(&self, p: usize) -> bool {
+        let w = &self.pcpu[p];
+        w.allowed && self.scope.is_none_or(|n| w.node == n)
+    }
+
+    /// Add `d` to the planning load of pCPU `p` (and of its core).
+    fn add_load(&mut self, p: usize, d: f64) {
+        self.pcpu[p].load += d;
+        let core = self.pcpu[p].core as usize;
+        if let Some(c) = self.core_load.get_mut(core) {
+            *c += d;
+        }
+    }
+
+    /// Planning load of the core pCPU `p` belongs to; 0 on a host without SMT, where
+    /// a core is its one pCPU and the order it gives adds nothing.
+    fn core_load_of(&self, p: usize) -> f64 {
+        if self.core_load.len() >= self.pcpu.len() {
+            return 0.0;
+        }
+        self.core_load
+            .get(self.pcpu[p].core as usize)
+            .copied()
+            .unwrap_or(0.0)
     }
 
     /// The least load any placement could give the busiest pCPU: max(largest demand,
@@ -346,7 +416,7 @@ impl Scratch {
         let mut largest = self
             .item
             .iter()
-            .filter(|w| w.at.is_some_and(|p| self.pcpu[p].allowed))
+            .filter(|w| w.at.is_some_and(|p| self.open(p)))
             .map(|w| w.demand)
             .fold(0.0, f64::max);
         for d in extra {
@@ -421,6 +491,7 @@ pub fn plan(
     let sigma = any_usage.then(|| s.sigma_of(|p| p.measured));
 
     demand::estimate(policy, items, params, s);
+    topo::settle_homes(items, s);
     let relieve = (policy == Policy::Balance).then_some(params);
     moves::place_new(items, relieve, s, out.moves);
     let demand_sigma = any_usage.then(|| s.sigma_of(|p| p.load));
@@ -441,6 +512,7 @@ pub fn plan(
             let bound = s.bound(std::iter::empty());
             !analysis.demand_within
                 || s.any_over(Scratch::top_cap(params, bound, params.top_trigger))
+                || topo::needs_work(items, params, s)
         }
     };
     if any_usage && act {
@@ -452,14 +524,16 @@ pub fn plan(
     for ((l, d), w) in out.loads.iter_mut().zip(out.demand.iter_mut()).zip(&s.pcpu) {
         (*l, *d) = (w.measured, w.demand_here);
     }
-    for (i, (o, d)) in out
+    for (i, ((o, d), h)) in out
         .observed
         .iter_mut()
         .zip(out.item_demand.iter_mut())
+        .zip(out.home.iter_mut())
         .enumerate()
     {
         *o = demand::observed(items, params, s, i);
         *d = s.item[i].demand;
+        *h = s.item[i].home;
     }
     analysis
 }

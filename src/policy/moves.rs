@@ -11,9 +11,11 @@ use super::{Item, Params, Planned, Scratch, Why};
 /// Loads closer than this are equal (sums of demands carry rounding error).
 const TIE: f64 = 1e-9;
 
-/// Pin every managed vCPU that is not pinned to exactly one allowed pCPU (new ones, and
-/// ones found outside `--cpus`): largest first onto the least loaded allowed pCPU
-/// (greedy LPT), ties to fewer vCPUs of the same domain.
+/// Pin every managed vCPU that is not pinned to exactly one allowed pCPU of its home
+/// node (new ones, ones found outside `--cpus`, ones off their home node): largest
+/// first onto the least loaded allowed pCPU of the home node (greedy LPT); ties to the
+/// emptier core (SMT threads of a busy core deliver less), then to fewer vCPUs of the
+/// same domain.
 ///
 /// With `relieve` (the `balance` policy), when there are such vCPUs, pCPUs loaded over
 /// `top_target` × the bound first give up vCPUs to place along with them: placing the
@@ -26,21 +28,19 @@ pub(super) fn place_new(
     moves: &mut Vec<Planned>,
 ) {
     for (i, it) in items.iter().enumerate() {
-        let outside = it.pinned.is_none_or(|p| !s.pcpu[p].allowed);
-        if it.managed && outside && (it.usage.is_some() || it.fresh) {
-            // Off the pCPU it is pinned to (outside the set): it is placed anew.
-            let w = &mut s.item[i];
-            w.why = Some(if it.pinned.is_some() {
-                Why::Outside
-            } else {
-                Why::New
-            });
-            if let Some(p) = w.at.take() {
-                s.pcpu[p].load -= w.demand;
-                s.pcpu[p].count -= 1;
-            }
-            s.order.push(i);
+        if !it.managed || (it.usage.is_none() && !it.fresh) {
+            continue;
         }
+        let why = match it.pinned {
+            None => Why::New,
+            Some(p) if !s.pcpu[p].allowed => Why::Outside,
+            Some(p) if !super::topo::at_home(s, i, p) && !it.cooling => Why::Remote,
+            Some(_) => continue,
+        };
+        // Off the pCPU it is pinned to, if any: it is placed anew.
+        s.item[i].why = Some(why);
+        unplace(s, i);
+        s.order.push(i);
     }
     if let Some(params) = relieve.filter(|_| !s.order.is_empty()) {
         relieve_overloads(items, params, s);
@@ -50,15 +50,10 @@ pub(super) fn place_new(
         .sort_unstable_by(|&a, &b| work[b].demand.total_cmp(&work[a].demand).then(a.cmp(&b)));
     for k in 0..s.order.len() {
         let i = s.order[k];
-        let Some(min) = s.allowed().map(|p| p.load).min_by(f64::total_cmp) else {
+        let Some(to) = place_one(items, s, i) else {
             return;
         };
-        // Not back where it was just moved away from, unless there is nowhere else.
-        let to = (0..s.pcpu.len())
-            .filter(|&p| s.pcpu[p].allowed && s.pcpu[p].load <= min + TIE)
-            .min_by_key(|&p| (!may_go(items, i, p), siblings(s, i, p), p))
-            .unwrap_or(0);
-        let w = &mut s.item[i];
+        let w = &s.item[i];
         let from_load = items[i].pinned.map_or(0.0, |p| s.pcpu[p].load + w.demand);
         moves.push(Planned {
             item: i,
@@ -69,11 +64,47 @@ pub(super) fn place_new(
             loads: (from_load, s.pcpu[to].load),
             demand: w.demand,
         });
-        w.at = Some(to);
-        w.moved = true;
-        s.pcpu[to].load += w.demand;
-        s.pcpu[to].count += 1;
+        put(s, i, to);
     }
+}
+
+/// The pCPU item `i` goes to when placed anew: the least loaded allowed pCPU of its
+/// home nodes; among equals the one on the emptier core, then with fewer vCPUs of its
+/// domain, not back where it just left unless there is nowhere else, lowest index.
+pub(super) fn place_one(items: &[Item], s: &Scratch, i: usize) -> Option<usize> {
+    let home = s.item[i].home;
+    let fits = |p: usize| s.open(p) && (home == 0 || home & (1 << s.pcpu[p].node) != 0);
+    let min = (0..s.pcpu.len())
+        .filter(|&p| fits(p))
+        .map(|p| s.pcpu[p].load)
+        .min_by(f64::total_cmp)?;
+    (0..s.pcpu.len())
+        .filter(|&p| fits(p) && s.pcpu[p].load <= min + TIE)
+        .min_by(|&a, &b| {
+            let key = |p: usize| (items[i].left == Some(p), siblings(s, i, p));
+            s.core_load_of(a)
+                .total_cmp(&s.core_load_of(b))
+                .then_with(|| key(a).cmp(&key(b)))
+                .then(a.cmp(&b))
+        })
+}
+
+/// Take item `i` off its planned pCPU, if it has one.
+pub(super) fn unplace(s: &mut Scratch, i: usize) {
+    if let Some(p) = s.item[i].at.take() {
+        let d = s.item[i].demand;
+        s.add_load(p, -d);
+        s.pcpu[p].count -= 1;
+    }
+}
+
+/// Put item `i` (not placed) on pCPU `to`, marked as moved this tick.
+pub(super) fn put(s: &mut Scratch, i: usize, to: usize) {
+    let d = s.item[i].demand;
+    s.item[i].at = Some(to);
+    s.item[i].moved = true;
+    s.add_load(to, d);
+    s.pcpu[to].count += 1;
 }
 
 /// Take vCPUs off every pCPU loaded over `top_target` × the bound (counting the vCPUs
@@ -81,11 +112,26 @@ pub(super) fn place_new(
 /// enough, else the largest, until it is under. Few moves, and the big ones go where
 /// there is room for them.
 fn relieve_overloads(items: &[Item], params: &Params, s: &mut Scratch) {
-    let bound = s.bound(s.order.iter().map(|&i| s.item[i].demand));
-    let cap = Scratch::top_cap(params, bound, params.top_target);
     index_by_pcpu(s);
+    // Node by node: the bound of a node counts its own load and newcomers.
+    for node in 0..s.nodes as u16 {
+        s.scope = Some(node);
+        let home = 1u64 << node;
+        let arriving = s
+            .order
+            .iter()
+            .filter(|&&i| s.item[i].home == 0 || s.item[i].home & home != 0)
+            .map(|&i| s.item[i].demand);
+        let bound = s.bound(arriving);
+        let cap = Scratch::top_cap(params, bound, params.top_target);
+        relieve_node(items, s, cap);
+    }
+    s.scope = None;
+}
+
+fn relieve_node(items: &[Item], s: &mut Scratch, cap: f64) {
     for p in 0..s.pcpu.len() {
-        while s.pcpu[p].allowed && s.pcpu[p].load > cap + TIE {
+        while s.open(p) && s.pcpu[p].load > cap + TIE {
             let excess = s.pcpu[p].load - cap;
             let on = started_on(s, p);
             let enough = on.partition_point(|&i| s.item[i].demand < excess);
@@ -95,11 +141,8 @@ fn relieve_overloads(items: &[Item], params: &Params, s: &mut Scratch) {
                 .copied()
                 .find(|&i| movable(items, s, i, p));
             let Some(i) = pick else { break };
-            let w = &mut s.item[i];
-            w.why = Some(Why::Relief);
-            w.at = None;
-            s.pcpu[p].load -= w.demand;
-            s.pcpu[p].count -= 1;
+            s.item[i].why = Some(Why::Relief);
+            unplace(s, i);
             s.order.push(i);
         }
     }
@@ -153,7 +196,19 @@ pub(super) fn balance_moves(
     s: &mut Scratch,
     moves: &mut Vec<Planned>,
 ) {
+    super::topo::node_moves(items, params, s, moves);
     index_by_pcpu(s);
+    // Each node is balanced on its own: vCPUs stay on their domain's node.
+    for node in 0..s.nodes as u16 {
+        s.scope = Some(node);
+        balance_node(items, params, s, moves);
+    }
+    s.scope = None;
+    super::topo::smt_moves(items, s, moves);
+}
+
+/// [`balance_moves`] within the node in `s.scope`.
+fn balance_node(items: &[Item], params: &Params, s: &mut Scratch, moves: &mut Vec<Planned>) {
     let target = params.threshold_pct * params.target_ratio;
     // Moves change neither the total nor the largest demand: the bound holds all along.
     let cap = Scratch::top_cap(params, s.bound(std::iter::empty()), params.top_target);
@@ -220,7 +275,7 @@ fn started_on(s: &Scratch, p: usize) -> &[usize] {
 }
 
 /// May item `i`, planned on `p`, move this round?
-fn movable(items: &[Item], s: &Scratch, i: usize, p: usize) -> bool {
+pub(super) fn movable(items: &[Item], s: &Scratch, i: usize, p: usize) -> bool {
     let (it, w) = (&items[i], &s.item[i]);
     it.managed && !it.cooling && !w.moved && it.usage.is_some() && w.at == Some(p)
 }
@@ -251,7 +306,7 @@ fn has_room(items: &[Item], params: &Params, s: &Scratch, i: usize, dst: usize) 
 }
 
 /// May item `i` be placed on `p`? Not back where it was just moved away from.
-fn may_go(items: &[Item], i: usize, p: usize) -> bool {
+pub(super) fn may_go(items: &[Item], i: usize, p: usize) -> bool {
     items[i].left != Some(p)
 }
 
@@ -259,14 +314,24 @@ fn may_go(items: &[Item], i: usize, p: usize) -> bool {
 fn least_loaded(s: &mut Scratch, src: usize) {
     s.ties.clear();
     let min = (0..s.pcpu.len())
-        .filter(|&p| p != src && s.pcpu[p].allowed)
+        .filter(|&p| p != src && s.open(p))
         .map(|p| s.pcpu[p].load)
         .min_by(f64::total_cmp);
     let Some(min) = min else { return };
     for p in 0..s.pcpu.len() {
-        if p != src && s.pcpu[p].allowed && s.pcpu[p].load <= min + TIE {
+        if p != src && s.open(p) && s.pcpu[p].load <= min + TIE {
             s.ties.push(p);
         }
+    }
+    // The emptier cores first: an idle thread whose sibling is busy delivers less.
+    if s.core_load.len() < s.pcpu.len() {
+        let mut ties = std::mem::take(&mut s.ties);
+        ties.sort_unstable_by(|&a, &b| {
+            s.core_load_of(a)
+                .total_cmp(&s.core_load_of(b))
+                .then(a.cmp(&b))
+        });
+        s.ties = ties;
     }
 }
 
@@ -329,9 +394,7 @@ fn best_swap(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option
             continue;
         }
         let da = s.item[a].demand;
-        for dst in
-            (0..s.pcpu.len()).filter(|&p| p != src && s.pcpu[p].allowed && may_go(items, a, p))
-        {
+        for dst in (0..s.pcpu.len()).filter(|&p| p != src && s.open(p) && may_go(items, a, p)) {
             let gap = ls - s.pcpu[dst].load;
             if gap <= params.min_gain {
                 continue;
@@ -371,7 +434,7 @@ fn best_swap(items: &[Item], params: &Params, s: &Scratch, src: usize) -> Option
 }
 
 /// The record of item `i` moving to `to`, taken before [`apply`].
-fn planned(items: &[Item], s: &Scratch, i: usize, to: usize, why: Why) -> Planned {
+pub(super) fn planned(items: &[Item], s: &Scratch, i: usize, to: usize, why: Why) -> Planned {
     let w = &s.item[i];
     let it = &items[i];
     let contended = it.demand.is_some() && it.usage.is_some_and(|u| u < 0.5 * w.demand);
@@ -387,28 +450,21 @@ fn planned(items: &[Item], s: &Scratch, i: usize, to: usize, why: Why) -> Planne
 }
 
 /// Record in the plan that item `i` moves to `to`.
-fn apply(s: &mut Scratch, i: usize, to: usize) {
-    let w = &mut s.item[i];
-    if let Some(from) = w.at {
-        s.pcpu[from].load -= w.demand;
-        s.pcpu[from].count -= 1;
-    }
-    s.pcpu[to].load += w.demand;
-    s.pcpu[to].count += 1;
-    w.at = Some(to);
-    w.moved = true;
+pub(super) fn apply(s: &mut Scratch, i: usize, to: usize) {
+    unplace(s, i);
+    put(s, i, to);
 }
 
 /// The allowed pCPU with the highest planning load (the lowest index on ties).
 fn busiest(s: &Scratch) -> Option<usize> {
     (0..s.pcpu.len())
-        .filter(|&p| s.pcpu[p].allowed)
+        .filter(|&p| s.open(p))
         .max_by(|&a, &b| s.pcpu[a].load.total_cmp(&s.pcpu[b].load).then(b.cmp(&a)))
 }
 
 /// The allowed pCPU with the lowest planning load (the lowest index on ties).
 fn idlest(s: &Scratch) -> Option<usize> {
     (0..s.pcpu.len())
-        .filter(|&p| s.pcpu[p].allowed)
+        .filter(|&p| s.open(p))
         .min_by(|&a, &b| s.pcpu[a].load.total_cmp(&s.pcpu[b].load).then(a.cmp(&b)))
 }

@@ -13,6 +13,7 @@ fn pinned(usage: f64, p: usize, group: u32) -> Item {
         usage_smoothed: None,
         left: None,
         fresh: false,
+        home: 0,
     }
 }
 
@@ -33,20 +34,23 @@ fn run_out(
     let mut demand = vec![f64::NAN; pcpus];
     let mut observed = vec![Some(f64::NAN); items.len()];
     let mut item_demand = vec![f64::NAN; items.len()];
+    let mut home = vec![0u64; items.len()];
     let out = Outputs {
         loads: &mut loads,
         demand: &mut demand,
         observed: &mut observed,
         item_demand: &mut item_demand,
+        home: &mut home,
         moves: &mut moves,
     };
-    let all = vec![
-        Pcpu {
+    let all: Vec<Pcpu> = (0..pcpus)
+        .map(|p| Pcpu {
             busy: None,
-            allowed: true
-        };
-        pcpus
-    ];
+            allowed: true,
+            node: 0,
+            core: p as u32,
+        })
+        .collect();
     let a = plan(policy, items, &all, &Params::default(), &mut s, out);
     ((a, moves), loads, observed)
 }
@@ -168,6 +172,7 @@ fn new_vcpus_are_placed_largest_first_one_heavy_one_light_per_pcpu() {
             usage_smoothed: None,
             left: None,
             fresh: false,
+            home: 0,
             group: i,
         });
     }
@@ -193,6 +198,7 @@ fn vcpus_of_one_domain_spread_on_ties() {
             usage_smoothed: None,
             left: None,
             fresh: false,
+            home: 0,
             group: 7,
         })
         .collect();
@@ -230,6 +236,7 @@ fn nothing_measured_means_nothing_decided() {
         usage_smoothed: None,
         left: None,
         fresh: false,
+        home: 0,
         group: 0,
     }];
     let (a, moves) = run(Policy::Balance, &items, 2);
@@ -285,13 +292,16 @@ fn cpus_outside_the_set_are_left_and_their_vcpus_moved_in() {
     items[1].managed = false;
     let mut s = Scratch::default();
     let (mut loads, mut demand) = (vec![0.0; 3], vec![0.0; 3]);
-    let (mut observed, mut item_demand) = (vec![None; 3], vec![0.0; 3]);
+    let (mut observed, mut item_demand, mut home) = (vec![None; 3], vec![0.0; 3], vec![0; 3]);
     let mut moves = Vec::new();
     let pcpus: Vec<Pcpu> = [false, true, true]
         .into_iter()
-        .map(|allowed| Pcpu {
+        .enumerate()
+        .map(|(p, allowed)| Pcpu {
             busy: None,
             allowed,
+            node: 0,
+            core: p as u32,
         })
         .collect();
     let out = Outputs {
@@ -299,6 +309,7 @@ fn cpus_outside_the_set_are_left_and_their_vcpus_moved_in() {
         demand: &mut demand,
         observed: &mut observed,
         item_demand: &mut item_demand,
+        home: &mut home,
         moves: &mut moves,
     };
     let a = plan(
@@ -361,4 +372,149 @@ fn no_swap_of_two_vcpus_that_want_about_the_same() {
     let (a, moves) = run(Policy::Balance, &items, 2);
     assert!(!a.demand_within, "{a:?}");
     assert!(moves.is_empty(), "{moves:?}");
+}
+
+/// A host of `nodes` × `cores` × `threads`, as the simulator numbers it.
+fn shaped(nodes: usize, cores: usize, threads: usize) -> Vec<Pcpu> {
+    let t = crate::topology::Topology::from_shape(nodes, cores, threads);
+    (0..t.pcpus())
+        .map(|p| Pcpu {
+            busy: None,
+            allowed: true,
+            node: t.place(p).node,
+            core: t.place(p).core,
+        })
+        .collect()
+}
+
+/// Plan on a shaped host with measured demand (demand = usage given).
+fn plan_on(pcpus: &[Pcpu], items: &mut [Item]) -> (Analysis, Vec<Planned>, Vec<u64>) {
+    for it in items.iter_mut() {
+        it.demand = it.usage;
+    }
+    let n = pcpus.len();
+    let mut s = Scratch::default();
+    let (mut loads, mut demand) = (vec![0.0; n], vec![0.0; n]);
+    let (mut observed, mut item_demand, mut home) = (
+        vec![None; items.len()],
+        vec![0.0; items.len()],
+        vec![0; items.len()],
+    );
+    let mut moves = Vec::new();
+    let out = Outputs {
+        loads: &mut loads,
+        demand: &mut demand,
+        observed: &mut observed,
+        item_demand: &mut item_demand,
+        home: &mut home,
+        moves: &mut moves,
+    };
+    let a = plan(
+        Policy::Balance,
+        items,
+        pcpus,
+        &Params::default(),
+        &mut s,
+        out,
+    );
+    (a, moves, home)
+}
+
+#[test]
+fn a_vcpu_off_its_domains_memory_node_goes_home() {
+    // 2 nodes × 2 pCPUs; domain 0's memory is on node 0, its vCPU runs on pCPU 2 (node 1).
+    let pcpus = shaped(2, 2, 1);
+    let mut items = vec![pinned(0.6, 2, 0), pinned(0.3, 0, 1)];
+    items[0].home = 1 << 0;
+    let (_, moves, home) = plan_on(&pcpus, &mut items);
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(
+        (moves[0].item, moves[0].to, moves[0].why),
+        (0, 1, Why::Remote)
+    );
+    assert_eq!(home[0], 1);
+}
+
+#[test]
+fn a_domain_without_bound_memory_is_at_home_where_its_vcpus_run() {
+    // Two vCPUs of one domain on node 1 and a third, unpinned, last ran on node 0: the
+    // domain belongs to node 1, and the third joins it there.
+    let pcpus = shaped(2, 2, 1);
+    let mut items = vec![pinned(0.3, 2, 7), pinned(0.3, 3, 7), pinned(0.3, 0, 7)];
+    items[2].pinned = None;
+    let (_, moves, home) = plan_on(&pcpus, &mut items);
+    assert_eq!(home, [2, 2, 2], "node 1 for all");
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert!(moves[0].to >= 2, "placed on node 1: {moves:?}");
+}
+
+#[test]
+fn a_whole_domain_changes_node_only_when_its_node_is_over_and_the_other_has_room() {
+    // Node 0 (pCPUs 0-1): domains 0 (2 × 0.9) and 1 (2 × 0.5): 2.8 wanted of 2.0.
+    // Node 1 (pCPUs 2-3): 0.4 used. Domain 1 (1.0) is the smallest enough: it moves, whole.
+    let pcpus = shaped(2, 2, 1);
+    let mut items = vec![
+        pinned(0.9, 0, 0),
+        pinned(0.9, 1, 0),
+        pinned(0.5, 0, 1),
+        pinned(0.5, 1, 1),
+        pinned(0.4, 2, 2),
+    ];
+    let (_, moves, home) = plan_on(&pcpus, &mut items);
+    let node_moves: Vec<_> = moves.iter().filter(|m| m.why == Why::Node).collect();
+    assert_eq!(node_moves.len(), 2, "{moves:?}");
+    assert!(
+        node_moves
+            .iter()
+            .all(|m| (m.item == 2 || m.item == 3) && m.to >= 2)
+    );
+    assert_eq!((home[2], home[3], home[0]), (2, 2, 1));
+    assert!(
+        moves.iter().all(|m| m.item != 0 && m.item != 1),
+        "{moves:?}"
+    );
+
+    // With node 1 nearly full, nothing leaves node 0.
+    items[4].usage = Some(1.0);
+    let mut more = items.clone();
+    more.push(pinned(0.9, 3, 3));
+    let (_, moves, _) = plan_on(&pcpus, &mut more);
+    assert!(moves.iter().all(|m| m.why != Why::Node), "{moves:?}");
+}
+
+#[test]
+fn busy_vcpus_leave_a_shared_core_for_a_free_one() {
+    // 1 node, 2 cores × 2 threads: pCPUs 0, 1 are core 0; 2, 3 are core 1. Two busy
+    // vCPUs on the two threads of core 0 (each reads a whole pCPU), core 1 empty.
+    let pcpus = shaped(1, 2, 2);
+    let mut items = vec![pinned(0.9, 0, 0), pinned(0.8, 1, 1)];
+    let (a, moves, _) = plan_on(&pcpus, &mut items);
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(
+        (moves[0].item, moves[0].why),
+        (1, Why::Smt),
+        "the smaller busy one"
+    );
+    assert!(moves[0].to >= 2, "{moves:?}");
+    let _ = a;
+    // A light vCPU beside a busy one is no conflict.
+    let mut items = vec![pinned(0.9, 0, 0), pinned(0.3, 1, 1)];
+    let (_, moves, _) = plan_on(&pcpus, &mut items);
+    assert!(moves.is_empty(), "{moves:?}");
+}
+
+#[test]
+fn new_vcpus_spread_over_cores_before_sibling_threads() {
+    let pcpus = shaped(1, 2, 2);
+    let mut items: Vec<Item> = (0..2)
+        .map(|g| Item {
+            pinned: None,
+            last_ran: Some(0),
+            ..pinned(0.9, 0, g)
+        })
+        .collect();
+    let (_, moves, _) = plan_on(&pcpus, &mut items);
+    assert_eq!(moves.len(), 2, "{moves:?}");
+    let core = |p: usize| pcpus[p].core;
+    assert_ne!(core(moves[0].to), core(moves[1].to), "{moves:?}");
 }
