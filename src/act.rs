@@ -19,6 +19,8 @@ pub struct Move {
     pub usage: Option<f64>,
     /// Actually pinned (false in dry-run mode or when the pin failed).
     pub applied: bool,
+    /// libvirt refused the pin (not counting a domain that stopped meanwhile).
+    pub failed: bool,
     /// Why, and the planning loads of the two pCPUs and the vCPU's demand behind it.
     pub why: Why,
     pub loads: (f64, f64),
@@ -49,6 +51,7 @@ pub fn apply<H: Host>(
             to,
             usage: u.usage,
             applied: false,
+            failed: false,
             why: p.why,
             loads: p.loads,
             demand: p.demand,
@@ -67,6 +70,7 @@ pub fn apply<H: Host>(
                 }
                 Err(e) if e.kind() == FailureKind::DomainGone => {}
                 Err(e) => {
+                    m.failed = true;
                     let name = host.domain_name(u.domain).unwrap_or("?");
                     crate::warn!(
                         "cannot pin vcpu {} of domain \"{name}\" to pcpu {}: {e}",

@@ -72,6 +72,8 @@ pub struct Scheduler<H: Host> {
     topology: Topology,
     analysis: Analysis,
     migrations: u64,
+    /// Pins libvirt refused since start.
+    failed_pins: u64,
 }
 
 impl<H: Host> Scheduler<H> {
@@ -107,6 +109,7 @@ impl<H: Host> Scheduler<H> {
                 plans_on_demand: false,
             },
             migrations: 0,
+            failed_pins: 0,
         }
     }
 
@@ -207,6 +210,7 @@ impl<H: Host> Scheduler<H> {
             self.ticks,
             &mut self.moves,
         );
+        self.failed_pins += self.moves.iter().filter(|m| m.failed).count() as u64;
     }
 
     /// The last tick, with everything its printers need.
@@ -230,6 +234,11 @@ impl<H: Host> Scheduler<H> {
     /// Pins made since start (planned ones in dry-run mode).
     pub fn migrations(&self) -> u64 {
         self.migrations
+    }
+
+    /// Pins libvirt refused since start.
+    pub fn failed_pins(&self) -> u64 {
+        self.failed_pins
     }
 
     pub fn config(&self) -> &SchedConfig {
