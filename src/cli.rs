@@ -39,6 +39,8 @@ pub struct Config {
     pub cpus: Option<String>,
     /// How often the log gets a summary line.
     pub summary_every: Duration,
+    /// Where to write Prometheus metrics each tick (`--metrics-file`).
+    pub metrics_file: Option<PathBuf>,
     /// What the settings file said that was ignored (unknown keys), one line each.
     pub warnings: Vec<String>,
     pub sched: SchedConfig,
@@ -122,6 +124,12 @@ fn daemon_options() -> Options {
         "summary",
         "log a summary line every SECONDS (default 600)",
         "SECONDS",
+    );
+    o.optopt(
+        "",
+        "metrics-file",
+        "write Prometheus metrics to PATH each tick (for node_exporter's textfile collector)",
+        "PATH",
     );
     o.optflag(
         "",
@@ -259,6 +267,7 @@ pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageErr
             None => DEFAULT_SUMMARY,
             Some(s) => parse_seconds(&s, "--summary")?,
         },
+        metrics_file: m.opt_str("metrics-file").map(PathBuf::from),
         warnings,
         sched,
     })))

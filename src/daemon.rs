@@ -16,13 +16,14 @@
 
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::backoff::Backoff;
 use crate::cli::{self, Config};
 use crate::host::Host;
 use crate::libvirt::events::{self, FLAGS, Timer, TimerKind, Watch};
 use crate::libvirt::{Connection, LibvirtHost};
+use crate::metrics::{Counters, MetricsFile};
 use crate::notify::Notifier;
 use crate::report::{self, Report};
 use crate::sample::DemandMode;
@@ -93,6 +94,17 @@ enum SessionEnd {
 /// once (exit 1). Later losses are retried for as long as it takes.
 pub fn run(cfg: &Config) -> Result<(), Failure> {
     crate::log::init_from_env();
+    // Checked before anything starts: a metrics directory that is not there is a typo.
+    let mut metrics = Metrics {
+        file: cfg
+            .metrics_file
+            .as_deref()
+            .map(MetricsFile::new)
+            .transpose()
+            .map_err(Failure::Usage)?,
+        carried: Counters::default(),
+        now: Counters::default(),
+    };
     signal::install()
         .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
     events::register_default_impl().map_err(runtime("cannot start libvirt's event loop"))?;
@@ -114,7 +126,14 @@ pub fn run(cfg: &Config) -> Result<(), Failure> {
     let mut out = stdout.lock();
     let mut reconnected_after = None;
     let result = loop {
-        match session(cfg, &conn, &mut out, &mut notify, reconnected_after) {
+        match session(
+            cfg,
+            &conn,
+            &mut out,
+            &mut notify,
+            &mut metrics,
+            reconnected_after,
+        ) {
             Ok(SessionEnd::Stopped) => break Ok(()),
             Ok(SessionEnd::Lost(msg)) if cfg.once => {
                 break Err(Failure::Runtime(format!("lost {uri}: {msg}")));
@@ -132,6 +151,7 @@ pub fn run(cfg: &Config) -> Result<(), Failure> {
                     }
                 }
                 reconnected_after = Some(lost_at.elapsed());
+                metrics.now.reconnects += 1;
             }
             Err(f) => break Err(f),
         }
@@ -208,12 +228,48 @@ struct Journal {
     mode: Option<DemandMode>,
 }
 
+/// The metrics file, and the counters it shows across connections: each connection
+/// gets a fresh [`Scheduler`], whose counts add to what earlier ones `carried`.
+struct Metrics {
+    file: Option<MetricsFile>,
+    carried: Counters,
+    now: Counters,
+}
+
+impl Metrics {
+    /// After each tick: update the counters and, with `--metrics-file`, write them.
+    fn tick_done(&mut self, sched: &Scheduler<LibvirtHost<'_>>, took: Duration) {
+        let now = &mut self.now;
+        now.migrations = self.carried.migrations + sched.migrations();
+        now.pin_failures = self.carried.pin_failures + sched.failed_pins();
+        now.tick_seconds = took.as_secs_f64();
+        now.last_success_unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        if let Some(file) = &mut self.file {
+            file.publish(&sched.report(), sched.config().cpus.as_ref(), now);
+        }
+    }
+}
+
+/// One tick, timed for the metrics.
+fn timed_tick(
+    sched: &mut Scheduler<LibvirtHost<'_>>,
+    metrics: &mut Metrics,
+) -> Result<(), crate::libvirt::Error> {
+    let started = Instant::now();
+    sched.tick()?;
+    metrics.tick_done(sched, started.elapsed());
+    Ok(())
+}
+
 /// One connected run of the loop: baseline, then a tick at every timer or event.
 fn session(
     cfg: &Config,
     conn: &Connection,
     out: &mut dyn Write,
     notify: &mut Notifier,
+    metrics: &mut Metrics,
     reconnected_after: Option<Duration>,
 ) -> Result<SessionEnd, Failure> {
     let uri = cfg.uri.as_str();
@@ -232,7 +288,8 @@ fn session(
     let _ = conn.set_keepalive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT);
     let subscriptions = conn.subscribe();
     let mut sched = Scheduler::new(host, sched_cfg);
-    if let Err(e) = sched.tick() {
+    metrics.carried = metrics.now;
+    if let Err(e) = timed_tick(&mut sched, metrics) {
         return Ok(SessionEnd::Lost(e.to_string()));
     }
     let mut journal = Journal {
@@ -286,7 +343,7 @@ fn session(
         if !(due || now_please) {
             continue;
         }
-        if let Err(e) = sched.tick() {
+        if let Err(e) = timed_tick(&mut sched, metrics) {
             return Ok(SessionEnd::Lost(e.to_string()));
         }
         timer.reset(interval_ms);
@@ -328,6 +385,9 @@ fn log_start<H: Host>(
         },
         r.mode.describe(),
     );
+    if let Some(path) = &cfg.metrics_file {
+        crate::info!("metrics: written to {} every tick", path.display());
+    }
 }
 
 /// Everything said after a tick: the requested view, and the journal's lines.

@@ -8,7 +8,8 @@
 //! - [`sample`] (Measure), [`policy`] (Analyze), [`act`] (Act), tied together by
 //!   [`scheduler`].
 //! - [`cli`], [`report`], [`select`], [`signal`], [`backoff`]: the program around the
-//!   loop.
+//!   loop; [`daemon`] runs it as a service, [`metrics`] writes what it sees for
+//!   Prometheus.
 //! - [`sim`]: a simulated host running the same loop, its scenario files and runner.
 
 pub mod act;
@@ -22,6 +23,7 @@ pub mod notify;
 #[macro_use]
 pub mod log;
 pub mod libvirt;
+pub mod metrics;
 pub mod policy;
 pub mod report;
 pub mod sample;

@@ -46,6 +46,23 @@ impl Report<'_> {
         self.names.name_of(key).unwrap_or("?")
     }
 
+    /// The first vCPU of each domain seen (units come grouped by domain).
+    pub fn domain_firsts(&self) -> impl Iterator<Item = &Unit> {
+        let units = self.units;
+        units
+            .iter()
+            .enumerate()
+            .filter(move |(i, u)| *i == 0 || units[i - 1].group != u.group)
+            .map(|(_, u)| u)
+    }
+
+    /// Domains seen this tick: (managed, left alone).
+    pub fn domain_counts(&self) -> (usize, usize) {
+        let managed = self.domain_firsts().filter(|u| u.managed).count();
+        let alone = self.domain_firsts().filter(|u| !u.managed).count();
+        (managed, alone)
+    }
+
     /// What the tick line says after the loads (and JSON's `"outcome"`).
     pub fn outcome(&self) -> Outcome {
         if self.analysis.sigma_pct.is_none() {
@@ -270,18 +287,9 @@ impl fmt::Display for Summary<'_> {
             _ => f.write_str("no figures yet")?,
         }
         write!(f, "; {moves} moves in the last {minutes:.0} min; ")?;
-        // Units come grouped by domain: count a domain at its first vCPU.
-        let firsts = || {
-            r.units
-                .iter()
-                .enumerate()
-                .filter(|(i, u)| *i == 0 || r.units[i - 1].group != u.group)
-                .map(|(_, u)| u)
-        };
-        let managed = firsts().filter(|u| u.managed).count();
-        let alone = firsts().filter(|u| !u.managed).count();
+        let (managed, alone) = r.domain_counts();
         write!(f, "{managed} domains managed, {alone} left alone")?;
-        for (k, u) in firsts().filter(|u| !u.managed).enumerate() {
+        for (k, u) in r.domain_firsts().filter(|u| !u.managed).enumerate() {
             f.write_str(if k == 0 { " (" } else { ", " })?;
             let why = u.left_alone.map_or("?", |w| w.describe());
             write!(f, "{}: {why}", r.name(u.domain))?;

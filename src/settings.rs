@@ -85,6 +85,11 @@ const KEYS: &[Key] = &[
         option: "summary",
         kind: Kind::Value,
     },
+    Key {
+        name: "METRICS_FILE",
+        option: "metrics-file",
+        kind: Kind::Value,
+    },
 ];
 
 /// What a settings file says, as command-line arguments, and what it said wrong.

@@ -3,8 +3,8 @@
 //! The scheduler runs against libvirt's test driver (real bindings, real buffers).
 //! Between ticks the test undoes one pin by giving a vCPU all pCPUs again, so every
 //! tick measures, plans and really pins something. Only what happens inside `tick()`
-//! is counted. This is the only test in the file: the harness allocates on other
-//! threads. It sees Rust's heap only; libvirt's own mallocs need valgrind.
+//! is counted, and so is writing the `--metrics-file` the daemon writes after each tick.
+//! It sees Rust's heap only; libvirt's own mallocs need valgrind.
 
 mod counting_alloc;
 
@@ -12,6 +12,7 @@ use counting_alloc::allocations;
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::host::{Host, VcpuId};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
+use vcpu_scheduler::metrics::{Counters, MetricsFile};
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 use vcpu_scheduler::select::Selection;
 
@@ -39,9 +40,15 @@ fn steady_state_ticks_allocate_nothing() {
         .key;
     let dom = conn.domain_by_id(four.id as i32).unwrap();
     let everywhere = CpuMap::all(4);
+    let dir = std::env::temp_dir().join(format!("vcpu-alloc-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vcpu-scheduler.prom");
+    let mut metrics = MetricsFile::new(&path).unwrap();
+    let mut counters = Counters::default();
 
     for _ in 0..10 {
         sched.tick().unwrap();
+        metrics.publish(&sched.report(), None, &counters);
     }
 
     let (mut allocs, mut pins) = (0, 0);
@@ -51,9 +58,21 @@ fn steady_state_ticks_allocate_nothing() {
         let before = allocations();
         let migrations = sched.migrations();
         sched.tick().unwrap();
+        counters.migrations = sched.migrations();
+        counters.tick_seconds += 0.001;
+        metrics.publish(&sched.report(), None, &counters);
         allocs += allocations() - before;
         pins += sched.migrations() - migrations;
     }
     assert_eq!(pins, ticks, "every tick re-pinned the vCPU");
     assert_eq!(allocs, 0, "heap allocations in {ticks} steady-state ticks");
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        written.contains(&format!(
+            "vcpu_scheduler_migrations_total {}",
+            sched.migrations()
+        )),
+        "the last tick's metrics were written:\n{written}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

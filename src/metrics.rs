@@ -1,0 +1,603 @@
+//! `--metrics-file`: what the host looks like, in the Prometheus text exposition format,
+//! for node_exporter's textfile collector.
+//!
+//! Each tick [`render`] writes the whole file into one reused `String`, and
+//! [`MetricsFile::publish`] writes that to a temporary file beside the target and renames
+//! it over the target, so a reader sees the previous file or the new one, never half of
+//! one. Rendering and writing allocate nothing once the buffer has grown to the host's
+//! size (`tests/alloc_per_tick.rs` counts it): numbers, UUIDs and escaped labels are
+//! written straight into the buffer, and std passes short paths to the kernel through a
+//! stack buffer.
+//!
+//! Naming follows Prometheus' conventions: the `vcpu_scheduler_` prefix, base units
+//! (`_ratio` for a fraction of one pCPU, `_seconds`), `_total` on counters, and a HELP and
+//! TYPE line for every family. A value that is not known yet (usage on the first tick)
+//! is left out rather than written as NaN.
+
+use std::fmt::{self, Write as _};
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::cpumap::CpuMap;
+use crate::host::DomainKey;
+use crate::report::Report;
+use crate::sample::DemandMode;
+
+/// What the daemon counts across connections, beside what one tick reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counters {
+    /// Pins made since the daemon started (planned ones in a dry run).
+    pub migrations: u64,
+    /// Pins libvirt refused since the daemon started.
+    pub pin_failures: u64,
+    /// Connections re-opened after one was lost.
+    pub reconnects: u64,
+    /// How long the last tick took (measure, analyze, act), seconds.
+    pub tick_seconds: f64,
+    /// When the last tick completed, seconds since the Unix epoch.
+    pub last_success_unix: f64,
+}
+
+/// What is left once the tick's pins are in place: the busiest pCPU's demand over the
+/// best any placement could do, max(largest vCPU demand, total demand / pCPUs). 1.0
+/// means nothing better exists; a host that stays well above it cannot fix its own load
+/// by pinning (a domain's vCPUs are pinned by its owner, reserved pCPUs, a vCPU that
+/// wants more than the others can absorb) and needs a VM moved elsewhere.
+///
+/// Each vCPU counts on the pCPU it is pinned to after this tick (or where it last ran,
+/// when it may run on several), which `per_pcpu` (scratch, reused) sums. Only the pCPUs
+/// the scheduler may use count (`--cpus`; all of them by default), with the vCPUs on
+/// them: reserved pCPUs and what runs there are not this host's imbalance. `None`
+/// before demand is known; 1.0 when nothing demands anything.
+pub fn residual_imbalance(
+    r: &Report<'_>,
+    cpus: Option<&CpuMap>,
+    per_pcpu: &mut Vec<f64>,
+) -> Option<f64> {
+    r.analysis.sigma_pct?;
+    let usable = |p: usize| cpus.is_none_or(|m| m.is_set(p));
+    per_pcpu.clear();
+    per_pcpu.resize(r.demand.len(), 0.0);
+    let mut largest = 0.0_f64;
+    for (u, &d) in r.units.iter().zip(r.unit_demand) {
+        if let Some(p) = u.pinned_to.or(u.last_ran_on).map(|p| p.index())
+            && p < per_pcpu.len()
+            && usable(p)
+        {
+            per_pcpu[p] += d;
+            largest = largest.max(d);
+        }
+    }
+    let (mut busiest, mut total, mut n) = (0.0_f64, 0.0, 0usize);
+    for (_, &d) in per_pcpu.iter().enumerate().filter(|&(p, _)| usable(p)) {
+        busiest = busiest.max(d);
+        total += d;
+        n += 1;
+    }
+    let bound = largest.max(total / n.max(1) as f64);
+    Some(if bound > 0.0 { busiest / bound } else { 1.0 })
+}
+
+/// One tick's metrics, rendered into a buffer reused from tick to tick.
+#[derive(Default)]
+pub struct Renderer {
+    buf: String,
+    per_pcpu: Vec<f64>,
+}
+
+impl Renderer {
+    /// Every metric of one tick, in the text exposition format.
+    pub fn render(&mut self, r: &Report<'_>, cpus: Option<&CpuMap>, c: &Counters) -> &str {
+        self.buf.clear();
+        let residual = residual_imbalance(r, cpus, &mut self.per_pcpu);
+        // Writing into a String cannot fail.
+        let _ = write_all(&mut self.buf, r, residual, c);
+        &self.buf
+    }
+}
+
+fn write_all(out: &mut String, r: &Report<'_>, residual: Option<f64>, c: &Counters) -> fmt::Result {
+    let known = r.analysis.sigma_pct.is_some();
+
+    family(
+        out,
+        "pcpu_load_ratio",
+        "gauge",
+        "Time the vCPUs on this pCPU ran over the last interval, as a fraction of the pCPU.",
+    )?;
+    for (p, &l) in r.loads.iter().enumerate().filter(|_| known) {
+        writeln!(
+            out,
+            "vcpu_scheduler_pcpu_load_ratio{{pcpu=\"{p}\"}} {}",
+            Num(l)
+        )?;
+    }
+    family(
+        out,
+        "pcpu_demand_ratio",
+        "gauge",
+        "What the vCPUs on this pCPU wanted (ran plus waited to run), as a fraction of the pCPU.",
+    )?;
+    for (p, &d) in r.demand.iter().enumerate().filter(|_| known) {
+        writeln!(
+            out,
+            "vcpu_scheduler_pcpu_demand_ratio{{pcpu=\"{p}\"}} {}",
+            Num(d)
+        )?;
+    }
+
+    family(
+        out,
+        "vcpu_usage_ratio",
+        "gauge",
+        "Time this vCPU ran over the last interval, as a fraction of one pCPU.",
+    )?;
+    for u in r.units {
+        if let Some(x) = u.usage {
+            vcpu_sample(out, "vcpu_usage_ratio", r, u.domain, u.vcpu.0)?;
+            writeln!(out, " {}", Num(x))?;
+        }
+    }
+    family(
+        out,
+        "vcpu_demand_ratio",
+        "gauge",
+        "What this vCPU wanted over the last interval (ran plus waited), as a fraction of one pCPU.",
+    )?;
+    for (u, &d) in r.units.iter().zip(r.unit_demand) {
+        if u.usage.is_some() {
+            vcpu_sample(out, "vcpu_demand_ratio", r, u.domain, u.vcpu.0)?;
+            writeln!(out, " {}", Num(d))?;
+        }
+    }
+    family(
+        out,
+        "vcpu_pinned_pcpu",
+        "gauge",
+        "The pCPU this vCPU is pinned to; -1 when it may run on several.",
+    )?;
+    for u in r.units {
+        vcpu_sample(out, "vcpu_pinned_pcpu", r, u.domain, u.vcpu.0)?;
+        match u.pinned_to {
+            Some(p) => writeln!(out, " {}", p.0)?,
+            None => out.write_str(" -1\n")?,
+        }
+    }
+
+    let a = &r.analysis;
+    gauge(
+        out,
+        "load_sigma_ratio",
+        "Standard deviation of the pCPU loads, as a fraction of one pCPU.",
+        a.sigma_pct.map(|s| s / 100.0),
+    )?;
+    gauge(
+        out,
+        "demand_sigma_ratio",
+        "Standard deviation of the pCPU demands, as a fraction of one pCPU.",
+        a.demand_sigma_pct.map(|s| s / 100.0),
+    )?;
+    gauge(
+        out,
+        "threshold_ratio",
+        "Balanced when both standard deviations are at most this, as a fraction of one pCPU.",
+        Some(r.threshold_pct / 100.0),
+    )?;
+    gauge(
+        out,
+        "balanced",
+        "1 when the last tick found the loads balanced, else 0.",
+        known.then_some(f64::from(u8::from(a.balanced()))),
+    )?;
+    gauge(
+        out,
+        "residual_imbalance_ratio",
+        "After this tick's pins, the busiest pCPU's demand over max(largest vCPU demand, \
+         total demand / pCPUs); staying above 1 means pinning cannot even out this host.",
+        residual,
+    )?;
+
+    counter(
+        out,
+        "migrations_total",
+        "vCPU pins made since the daemon started (planned ones in a dry run).",
+        c.migrations,
+    )?;
+    counter(
+        out,
+        "pin_failures_total",
+        "vCPU pins libvirt refused since the daemon started.",
+        c.pin_failures,
+    )?;
+    counter(
+        out,
+        "reconnects_total",
+        "Connections to the hypervisor re-opened after one was lost.",
+        c.reconnects,
+    )?;
+    gauge(
+        out,
+        "last_tick_duration_seconds",
+        "How long the last tick took: measure, analyze and act.",
+        Some(c.tick_seconds),
+    )?;
+    gauge(
+        out,
+        "last_success_timestamp_seconds",
+        "When the last tick completed, in seconds since the Unix epoch.",
+        Some(c.last_success_unix),
+    )?;
+
+    let (managed, alone) = r.domain_counts();
+    family(
+        out,
+        "domains",
+        "gauge",
+        "Running domains, by whether the scheduler may pin them (managed) or not (left_alone).",
+    )?;
+    writeln!(out, "vcpu_scheduler_domains{{state=\"managed\"}} {managed}")?;
+    writeln!(
+        out,
+        "vcpu_scheduler_domains{{state=\"left_alone\"}} {alone}"
+    )?;
+    gauge(
+        out,
+        "demand_measured",
+        "1 when demand is measured from run-queue delay, 0 when estimated from usage.",
+        Some(f64::from(u8::from(r.mode == DemandMode::Measured))),
+    )?;
+    gauge(
+        out,
+        "dry_run",
+        "1 when the daemon decides but never pins (--dry-run), else 0.",
+        Some(f64::from(u8::from(r.dry_run))),
+    )
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
+    writeln!(out, "# HELP vcpu_scheduler_{name} {help}")?;
+    writeln!(out, "# TYPE vcpu_scheduler_{name} {kind}")
+}
+
+/// A family of one unlabelled gauge; only its HELP and TYPE while the value is unknown.
+fn gauge(out: &mut String, name: &str, help: &str, value: Option<f64>) -> fmt::Result {
+    family(out, name, "gauge", help)?;
+    match value {
+        Some(x) if x.is_finite() => writeln!(out, "vcpu_scheduler_{name} {}", Num(x)),
+        _ => Ok(()),
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) -> fmt::Result {
+    family(out, name, "counter", help)?;
+    writeln!(out, "vcpu_scheduler_{name} {value}")
+}
+
+/// `vcpu_scheduler_NAME{domain="web",uuid="…",vcpu="0"}`, without the value.
+fn vcpu_sample(
+    out: &mut String,
+    name: &str,
+    r: &Report<'_>,
+    domain: DomainKey,
+    vcpu: u32,
+) -> fmt::Result {
+    write!(out, "vcpu_scheduler_{name}{{domain=\"")?;
+    escape_label(out, r.name(domain))?;
+    write!(out, "\",uuid=\"{}\",vcpu=\"{vcpu}\"}}", Uuid(&domain.uuid))
+}
+
+/// A label value as the text format wants it: backslash, double quote and line feed
+/// escaped; everything else, UTF-8 included, as it is.
+pub fn escape_label(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    for c in s.chars() {
+        match c {
+            '\\' => out.write_str("\\\\")?,
+            '"' => out.write_str("\\\"")?,
+            '\n' => out.write_str("\\n")?,
+            c => out.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
+/// A sample value: finite, at most 6 decimals, no exponent (`0.25`, `1.5`, `-1`).
+struct Num(f64);
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let x = (self.0 * 1e6).round() / 1e6;
+        // -0 reads oddly and means 0.
+        write!(f, "{}", if x == 0.0 { 0.0 } else { x })
+    }
+}
+
+/// The canonical 8-4-4-4-12 form, lower case, as `virsh domuuid` prints it.
+pub struct Uuid<'a>(pub &'a [u8; 16]);
+
+impl fmt::Display for Uuid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_char('-')?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The file node_exporter reads, and the buffer it is rendered into.
+pub struct MetricsFile {
+    path: PathBuf,
+    /// `.NAME.tmp` in the same directory: a rename within one filesystem is atomic, and
+    /// the textfile collector reads only `*.prom`, so it never picks this one up.
+    tmp: PathBuf,
+    renderer: Renderer,
+    /// The last write failed: say so once, and once more when it works again.
+    failing: bool,
+}
+
+impl MetricsFile {
+    /// Checks `path` before anything starts: its directory must exist and it must name
+    /// a file. The error is one line for the usage message.
+    pub fn new(path: &Path) -> Result<Self, String> {
+        let shown = path.display();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return Err(format!("invalid --metrics-file {shown:?}: not a file name"));
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(format!(
+                "invalid --metrics-file {shown:?}: directory {:?} does not exist",
+                dir.display()
+            ));
+        }
+        if path.is_dir() {
+            return Err(format!("invalid --metrics-file {shown:?}: is a directory"));
+        }
+        Ok(MetricsFile {
+            path: path.to_path_buf(),
+            tmp: dir.join(format!(".{name}.tmp")),
+            renderer: Renderer {
+                buf: String::with_capacity(16 * 1024),
+                per_pcpu: Vec::new(),
+            },
+            failing: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Render the tick and replace the file with it. A failure is logged (once until the
+    /// file can be written again) and otherwise ignored: metrics never stop the loop.
+    pub fn publish(&mut self, r: &Report<'_>, cpus: Option<&CpuMap>, c: &Counters) {
+        let text = self.renderer.render(r, cpus, c);
+        match replace(&self.tmp, &self.path, text) {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                crate::info!("metrics file {} written again", self.path.display());
+            }
+            Ok(()) => {}
+            Err(e) if !self.failing => {
+                self.failing = true;
+                let _ = fs::remove_file(&self.tmp);
+                crate::warn!("cannot write metrics file {}: {e}", self.path.display());
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&self.tmp);
+            }
+        }
+    }
+}
+
+/// Write `text` to `tmp`, then rename it over `path`. No fsync: readers need the rename
+/// to be atomic, not durable, and a flush every tick would tie the loop to the disk.
+fn replace(tmp: &Path, path: &Path, text: &str) -> io::Result<()> {
+    let mut f = File::create(tmp)?;
+    f.write_all(text.as_bytes())?;
+    drop(f);
+    fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{DomainNames, PcpuId, VcpuId};
+    use crate::policy::Analysis;
+    use crate::sample::Unit;
+
+    /// Domain names by the UUID's first byte.
+    struct Names(&'static [&'static str]);
+
+    impl DomainNames for Names {
+        fn name_of(&self, key: DomainKey) -> Option<&str> {
+            self.0.get(usize::from(key.uuid[0])).copied()
+        }
+    }
+
+    fn unit(domain: u8, vcpu: u32, pinned: Option<usize>, usage: f64) -> Unit {
+        Unit {
+            domain: DomainKey {
+                uuid: [domain; 16],
+                id: 1,
+            },
+            vcpu: VcpuId(vcpu),
+            group: u32::from(domain),
+            managed: domain != 2,
+            left_alone: None,
+            cpu_time_ns: 0,
+            at_ns: 0,
+            usage: Some(usage),
+            pinned_to: pinned.map(|p| PcpuId(p as u32)),
+            last_ran_on: Some(PcpuId(0)),
+            moved_at: None,
+            known_demand: None,
+            run_queue: None,
+            demand: None,
+            usage_smoothed: None,
+            left: None,
+            fresh: false,
+            mem_nodes: 0,
+            home: 0,
+        }
+    }
+
+    fn report<'a>(units: &'a [Unit], demand: &'a [f64], names: &'a Names) -> Report<'a> {
+        Report {
+            tick: 3,
+            analysis: Analysis {
+                sigma_pct: Some(25.0),
+                demand_sigma_pct: Some(50.0),
+                sigma_within: false,
+                demand_within: false,
+                plans_on_demand: true,
+            },
+            threshold_pct: 5.0,
+            policy: "balance",
+            dry_run: false,
+            loads: &[0.75, 0.25],
+            demand: &[1.5, 0.5],
+            mode: DemandMode::Measured,
+            moves: &[],
+            units,
+            unit_demand: demand,
+            names,
+        }
+    }
+
+    #[test]
+    fn residual_imbalance_is_busiest_pcpu_over_the_best_placement() {
+        let names = Names(&["a", "b", "c"]);
+        let units = [
+            unit(0, 0, Some(0), 0.5),
+            unit(0, 1, Some(0), 0.25),
+            unit(1, 0, Some(1), 0.25),
+        ];
+        let mut scratch = Vec::new();
+        // pCPU 0 wants 1.5, pCPU 1 0.5: the bound is max(1.0, 2.0 / 2) = 1.
+        let r = report(&units, &[1.0, 0.5, 0.5], &names);
+        assert_eq!(residual_imbalance(&r, None, &mut scratch), Some(1.5));
+        // One vCPU wanting 1.8 is a bound of its own: 1.8 + 0.1 over 1.8.
+        let r = report(&units, &[1.8, 0.1, 0.1], &names);
+        let x = residual_imbalance(&r, None, &mut scratch).unwrap();
+        assert!((x - 1.9 / 1.8).abs() < 1e-12, "{x}");
+        // With pCPU 0 reserved (--cpus 1), it and its vCPUs are not counted.
+        let mut only_1 = CpuMap::new(2);
+        only_1.set(1).unwrap();
+        let r = report(&units, &[1.0, 0.5, 0.5], &names);
+        assert_eq!(
+            residual_imbalance(&r, Some(&only_1), &mut scratch),
+            Some(1.0)
+        );
+        // Nothing wanted: perfect. No figures yet: nothing to say.
+        let r = report(&units, &[0.0; 3], &names);
+        assert_eq!(residual_imbalance(&r, None, &mut scratch), Some(1.0));
+        let mut r = report(&units, &[1.0, 0.5, 0.5], &names);
+        r.analysis.sigma_pct = None;
+        assert_eq!(residual_imbalance(&r, None, &mut scratch), None);
+    }
+
+    #[test]
+    fn render_labels_every_vcpu_and_escapes_awkward_names() {
+        let names = Names(&["web \"prod\"", "back\\slash", "caf\u{e9}\nline"]);
+        let units = [
+            unit(0, 0, Some(0), 0.5),
+            unit(1, 3, None, 0.25),
+            unit(2, 0, Some(1), 0.125),
+        ];
+        let r = report(&units, &[0.75, 0.5, 0.25], &names);
+        let c = Counters {
+            migrations: 7,
+            pin_failures: 1,
+            reconnects: 2,
+            tick_seconds: 0.0125,
+            last_success_unix: 1_700_000_000.5,
+        };
+        let mut renderer = Renderer::default();
+        let text = renderer.render(&r, None, &c);
+        for line in [
+            "vcpu_scheduler_pcpu_load_ratio{pcpu=\"1\"} 0.25",
+            "vcpu_scheduler_pcpu_demand_ratio{pcpu=\"0\"} 1.5",
+            "vcpu_scheduler_vcpu_usage_ratio{domain=\"web \\\"prod\\\"\",\
+             uuid=\"00000000-0000-0000-0000-000000000000\",vcpu=\"0\"} 0.5",
+            "vcpu_scheduler_vcpu_demand_ratio{domain=\"back\\\\slash\",\
+             uuid=\"01010101-0101-0101-0101-010101010101\",vcpu=\"3\"} 0.5",
+            "vcpu_scheduler_vcpu_pinned_pcpu{domain=\"back\\\\slash\",\
+             uuid=\"01010101-0101-0101-0101-010101010101\",vcpu=\"3\"} -1",
+            "vcpu_scheduler_vcpu_pinned_pcpu{domain=\"caf\u{e9}\\nline\",\
+             uuid=\"02020202-0202-0202-0202-020202020202\",vcpu=\"0\"} 1",
+            "vcpu_scheduler_load_sigma_ratio 0.25",
+            "vcpu_scheduler_demand_sigma_ratio 0.5",
+            "vcpu_scheduler_balanced 0",
+            "vcpu_scheduler_migrations_total 7",
+            "vcpu_scheduler_pin_failures_total 1",
+            "vcpu_scheduler_reconnects_total 2",
+            "vcpu_scheduler_last_tick_duration_seconds 0.0125",
+            "vcpu_scheduler_last_success_timestamp_seconds 1700000000.5",
+            "vcpu_scheduler_domains{state=\"managed\"} 2",
+            "vcpu_scheduler_domains{state=\"left_alone\"} 1",
+            "vcpu_scheduler_demand_measured 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+        // Every family has its HELP and TYPE, and every sample follows its family's.
+        let mut family = "";
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# HELP ") {
+                family = rest.split(' ').next().unwrap();
+                continue;
+            }
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                assert!(rest.starts_with(family), "{l}");
+                continue;
+            }
+            assert!(l.starts_with(family), "{l} outside its family {family}");
+        }
+        // No figures yet: the gauges that need them are left out, not NaN.
+        let mut r = r;
+        r.analysis.sigma_pct = None;
+        let text = renderer.render(&r, None, &c);
+        assert!(!text.contains("NaN"));
+        assert!(!text.contains("\nvcpu_scheduler_pcpu_load_ratio{"));
+        assert!(!text.contains("\nvcpu_scheduler_residual_imbalance_ratio "));
+        assert!(text.contains("\nvcpu_scheduler_migrations_total 7\n"));
+    }
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_newline_only() {
+        let mut s = String::new();
+        escape_label(&mut s, "a\\b\"c\nd é\t").unwrap();
+        assert_eq!(s, "a\\\\b\\\"c\\nd é\t");
+    }
+
+    #[test]
+    fn numbers_and_uuids() {
+        assert_eq!(Num(0.1234567).to_string(), "0.123457");
+        assert_eq!(Num(-0.0000001).to_string(), "0");
+        assert_eq!(Num(12.0).to_string(), "12");
+        assert_eq!(Num(1e-7).to_string(), "0");
+        let u: [u8; 16] = core::array::from_fn(|i| (i * 17) as u8);
+        assert_eq!(Uuid(&u).to_string(), "00112233-4455-6677-8899-aabbccddeeff");
+    }
+
+    #[test]
+    fn a_missing_directory_is_refused_before_anything_is_written() {
+        let e = MetricsFile::new(Path::new("/nonexistent-dir/x.prom"))
+            .err()
+            .unwrap();
+        assert!(e.contains("\"/nonexistent-dir\" does not exist"), "{e}");
+        assert!(MetricsFile::new(Path::new("/tmp")).is_err());
+        assert!(MetricsFile::new(Path::new("/")).is_err());
+        let ok = MetricsFile::new(Path::new("x.prom")).unwrap();
+        assert_eq!(ok.tmp, Path::new("./.x.prom.tmp"));
+    }
+}
