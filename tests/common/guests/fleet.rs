@@ -3,7 +3,7 @@
 //! host lock that keeps two test runs off the same pCPUs.
 
 use super::virsh::{domain_type, domains_with_prefix, virsh, virsh_command};
-use super::{GuestSpec, TEST_PREFIX, check_name};
+use super::{GuestSpec, TEST_PREFIX, check_name, file_stem};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -87,10 +87,12 @@ impl Fleet {
     pub fn start(&mut self, name: &str, spec: &GuestSpec) -> Result<String, String> {
         let img = spec.validate(name)?;
         let full = format!("{}{name}", self.prefix);
+        // Two awkward names may sanitize alike: the index keeps their files apart.
+        let stem = format!("{}-{}", self.guests.len(), file_stem(name));
         let guest = Guest {
-            serial: self.dir.join(format!("{name}.serial")),
-            image: self.dir.join(format!("{name}.img")),
-            xml: self.dir.join(format!("{name}.xml")),
+            serial: self.dir.join(format!("{stem}.serial")),
+            image: self.dir.join(format!("{stem}.img")),
+            xml: self.dir.join(format!("{stem}.xml")),
             name: full,
             vcpus: spec.vcpus.len(),
         };
@@ -345,7 +347,7 @@ fn domain_xml(guest: &Guest, spec: &GuestSpec) -> String {
 </domain>
 ",
         kind = domain_type(),
-        name = guest.name,
+        name = xml_escape(&guest.name),
         image = xml_escape(&guest.image.to_string_lossy()),
         serial = xml_escape(&guest.serial.to_string_lossy()),
     )

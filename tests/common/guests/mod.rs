@@ -122,7 +122,7 @@ impl GuestSpec {
     /// Checks everything `Fleet::start` needs from a guest called `name`, so a caller can
     /// reject a bad spec before starting anything; returns the boot sector.
     pub fn validate(&self, name: &str) -> Result<[u8; 512], String> {
-        check_name(name)?;
+        check_guest_name(name)?;
         if let Some(list) = &self.pin {
             parse_cpulist(list).map_err(|e| format!("guest {name}: {e}"))?;
         }
@@ -148,7 +148,34 @@ impl GuestSpec {
     }
 }
 
-/// Names go into XML, file names and shell globs unescaped: allow only a safe alphabet.
+/// A guest's own name (after the fleet's prefix) may be awkward, as operators' names
+/// are: quotes, backslashes, spaces, non-ASCII. Not what libvirt refuses ('/', control
+/// characters) nor glob characters, which would make `--domain PREFIX*` match others.
+fn check_guest_name(name: &str) -> Result<(), String> {
+    let bad = |c: char| c == '/' || c.is_control() || matches!(c, '*' | '?' | '[' | ']');
+    if name.trim().is_empty() || name.trim() != name || name.chars().any(bad) {
+        return Err(format!(
+            "bad guest name {name:?}: no '/', control or glob characters, no outer spaces"
+        ));
+    }
+    Ok(())
+}
+
+/// The file name a guest's image, serial log and XML get: its name with anything outside
+/// a safe alphabet replaced by '_'.
+pub fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Prefixes go into file names and shell globs unescaped: allow only a safe alphabet.
 fn check_name(name: &str) -> Result<(), String> {
     let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
     if name.is_empty() || !name.chars().all(ok) {
