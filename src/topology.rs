@@ -199,7 +199,8 @@ fn scan(xml: &str, pcpus: usize) -> Result<Option<Topology>, String> {
     };
     // Per pCPU: its node, and its core as (socket, die, core_id): core_id is unique
     // only within a socket (and die).
-    let mut found: Vec<Option<(u16, (u32, u32, u32))>> = vec![None; pcpus];
+    type CoreKey = (u32, u32, u32);
+    let mut found: Vec<Option<(u16, CoreKey)>> = vec![None; pcpus];
     let mut cell_ids = Vec::new();
     for (node, cell) in elements(cells, "cell").enumerate() {
         let id = attr(cell.open, "id")
