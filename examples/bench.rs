@@ -6,7 +6,9 @@
 //!
 //! 1. Every `scenarios/*.scn`, with both policies: a markdown table of ticks to balance,
 //!    migrations, final σ and max_over_bound (busiest pCPU's demand over the best any
-//!    placement could do; 1.00 is perfect).
+//!    placement could do; 1.00 is perfect), then the topology measures: remote_vcpus
+//!    (vCPUs off their domain's home node), smt_conflicts (SMT cores doubled up beside
+//!    an idle core of their node) and work (work delivered over demand, percent).
 //! 2. 1,000 random scenarios generated here (seeded, so every run is the same): 2–64
 //!    pCPUs, domains of 1–8 vCPUs until the host has between half and twice as many
 //!    vCPUs as pCPUs, demands uniform in 0–100 %, each domain either free (affinity to
@@ -22,6 +24,13 @@
 //!    also counts the scenarios where even that stronger lower bound is over 1.10 (no
 //!    placement passes), and measures each policy against the best placement known
 //!    for the scenario (greedy largest-first from scratch, or either policy's result).
+//! 3. 1,000 random scenarios on random topologies: 1–4 NUMA nodes, 1–2 threads per core,
+//!    2–64 pCPUs, domains as in 2, a third of them with their memory on a random node.
+//!    Per variant: the share ending with max_over_bound ≤ 1.10 measured within nodes
+//!    (each node judged by the vCPUs it holds), total remote_vcpus and smt_conflicts at
+//!    the end, mean work %, migrations; and how many scenarios could reach remote 0 and
+//!    smt 0 without overcommitting a node (a cheap test on node sums, see
+//!    [`Reach::of`]).
 
 use std::fs;
 use std::io;
@@ -31,9 +40,9 @@ use std::time::{Duration, Instant};
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::policy::{Params, Policy};
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
-use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario};
+use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario, Shape};
 use vcpu_scheduler::sim::simulate::INTERVAL_NS;
-use vcpu_scheduler::sim::simulate::{SimOptions, Summary, run_scenario};
+use vcpu_scheduler::sim::simulate::{SimOptions, Summary, run_scenario, run_scenario_then};
 use vcpu_scheduler::sim::{SimHost, SplitMix64};
 
 /// What is compared: a policy, and whether the simulated host reports run-queue delay
@@ -65,6 +74,8 @@ const VARIANTS: [Variant; 3] = [
 ];
 const RANDOM_SCENARIOS: u64 = 1000;
 const RANDOM_SEED: u64 = 0x5eed_2026;
+const TOPOLOGY_SCENARIOS: u64 = 1000;
+const TOPOLOGY_SEED: u64 = 0x70b0_2026;
 const GOOD_RATIO: f64 = 1.10;
 const FAILURES_KEPT: usize = 5;
 /// Upper ends of the utilization buckets (total demand / pCPUs) in the second table.
@@ -83,6 +94,8 @@ fn run() -> Result<(), String> {
     println!();
     random_scenarios()?;
     println!();
+    random_topologies()?;
+    println!();
     scale(&dir)
 }
 
@@ -99,6 +112,7 @@ fn scale(dir: &Path) -> Result<(), String> {
     let mut rng = SplitMix64::new(0x256_8000);
     let huge = Scenario {
         pcpus: 256,
+        topology: None,
         ticks: 30,
         noise_pct: 0.0,
         seed: 1,
@@ -109,6 +123,7 @@ fn scale(dir: &Path) -> Result<(), String> {
                 demands_pct: (0..4).map(|_| rng.range(0, 5) as f64).collect(),
                 affinity: CpuMap::parse_list(&(d % 32).to_string(), 256)
                     .unwrap_or_else(|_| CpuMap::all(256)),
+                mem_node: None,
             })
             .collect(),
         events: Vec::new(),
@@ -164,9 +179,9 @@ fn scenario_table(dir: &Path) -> Result<(), String> {
     println!("Each cell: seed / balance with demand estimated / balance with demand measured.");
     println!();
     println!(
-        "| scenario | ticks to balance | migrations | reversals | final σ | max_over_bound | µs per tick |"
+        "| scenario | ticks to balance | migrations | reversals | final σ | max_over_bound | µs per tick | remote_vcpus | smt_conflicts | work |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for path in &files {
         let sc = Scenario::load(path).map_err(|e| e.to_string())?;
         let mut runs = Vec::with_capacity(VARIANTS.len());
@@ -186,13 +201,16 @@ fn scenario_table(dir: &Path) -> Result<(), String> {
         let cells =
             |f: &dyn Fn(&Summary) -> String| runs.iter().map(f).collect::<Vec<_>>().join(" / ");
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cells(&ttb),
             cells(&|s| s.migrations.to_string()),
             cells(&|s| s.reversals.to_string()),
             cells(&sigma),
             cells(&|s| format!("{:.2}", s.max_over_bound)),
             micros.join(" / "),
+            cells(&|s| s.remote_vcpus.to_string()),
+            cells(&|s| s.smt_conflicts.to_string()),
+            cells(&|s| format!("{:.1}", s.work_pct)),
         );
     }
     Ok(())
@@ -361,6 +379,171 @@ fn random_scenarios() -> Result<(), String> {
     Ok(())
 }
 
+/// Per variant, over the random topologies.
+#[derive(Default)]
+struct TopologyTally {
+    /// max_over_bound within nodes ≤ [`GOOD_RATIO`].
+    good: u64,
+    remote_vcpus: u64,
+    smt_conflicts: u64,
+    work_pct: f64,
+    migrations: u64,
+    /// Ended with remote 0 and smt 0, among the scenarios where [`Reach::Yes`].
+    clean_where_reachable: u64,
+}
+
+fn random_topologies() -> Result<(), String> {
+    let mut rng = SplitMix64::new(TOPOLOGY_SEED);
+    let mut tallies: Vec<TopologyTally> =
+        VARIANTS.iter().map(|_| TopologyTally::default()).collect();
+    let mut reach = [0u64; 3];
+    let (mut numa, mut smt, mut bound) = (0, 0, 0);
+    for n in 0..TOPOLOGY_SCENARIOS {
+        let sc = random_topology_scenario(&mut rng, n);
+        let shape = sc.topology.ok_or("a random topology without a shape")?;
+        numa += u64::from(shape.sockets > 1);
+        smt += u64::from(shape.threads > 1);
+        bound += sc.domains.iter().filter(|d| d.mem_node.is_some()).count() as u64;
+        let r = Reach::of(&sc);
+        reach[r as usize] += 1;
+        for (v, t) in VARIANTS.iter().zip(&mut tallies) {
+            let (s, within_nodes) = simulate_nodes(&sc, *v)?;
+            if within_nodes <= GOOD_RATIO + 1e-9 {
+                t.good += 1;
+            }
+            t.remote_vcpus += s.remote_vcpus;
+            t.smt_conflicts += s.smt_conflicts;
+            t.work_pct += s.work_pct;
+            t.migrations += s.migrations;
+            if r == Reach::Yes && s.remote_vcpus == 0 && s.smt_conflicts == 0 {
+                t.clean_where_reachable += 1;
+            }
+        }
+    }
+    let reachable = reach[Reach::Yes as usize];
+    println!(
+        "## {TOPOLOGY_SCENARIOS} random topologies (seed {TOPOLOGY_SEED:#x}): 1-4 nodes, \
+         1-2 threads per core"
+    );
+    println!();
+    println!(
+        "| variant | max_over_bound within nodes <= {GOOD_RATIO:.2} | remote_vcpus | smt_conflicts | mean work | migrations | remote 0 and smt 0 where reachable |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (v, t) in VARIANTS.iter().zip(&tallies) {
+        println!(
+            "| {} | {} | {} | {} | {:.1} % | {} | {} |",
+            v.label,
+            fraction(t.good, TOPOLOGY_SCENARIOS),
+            t.remote_vcpus,
+            t.smt_conflicts,
+            t.work_pct / TOPOLOGY_SCENARIOS as f64,
+            t.migrations,
+            fraction(t.clean_where_reachable, reachable),
+        );
+    }
+    println!();
+    println!(
+        "{numa} of them with more than one node, {smt} with SMT; {bound} domains with their \
+         memory on a node. remote_vcpus and smt_conflicts are totals over all scenarios, \
+         at the end of each run."
+    );
+    println!(
+        "Remote 0 and smt 0 without overcommitting a node: reachable in {} (every domain \
+         fits whole on its home node: memory-bound ones on their node, the others placed \
+         largest first on node sums; not a per-pCPU packing), not reachable in {} (a \
+         node's memory-bound demand alone exceeds its pCPUs while the host has room), \
+         not known in {} (demand exceeds the host, or largest-first found no fit).",
+        fraction(reachable, TOPOLOGY_SCENARIOS),
+        fraction(reach[Reach::No as usize], TOPOLOGY_SCENARIOS),
+        fraction(reach[Reach::Unknown as usize], TOPOLOGY_SCENARIOS),
+    );
+    Ok(())
+}
+
+/// Whether a placement with remote 0 and smt 0 exists that overcommits no node.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Yes,
+    No,
+    Unknown,
+}
+
+impl Reach {
+    /// A cheap test on node sums. Memory-bound domains go to their node; the others,
+    /// largest total demand first, whole to the node with the most room left. If every
+    /// node's demand then fits its pCPUs, yes: within a node smt 0 is always possible
+    /// (one busy vCPU per core first, the rest anywhere). If a node's memory-bound
+    /// demand alone is over its pCPUs while the host as a whole has room, no: the right
+    /// placement moves some of them away. Otherwise not known.
+    fn of(sc: &Scenario) -> Reach {
+        let Some(shape) = sc.topology else {
+            return Reach::Unknown;
+        };
+        let per_node = (shape.cores * shape.threads) as f64;
+        let demand = |d: &DomainSpec| d.demands_pct.iter().sum::<f64>() / 100.0;
+        let mut load = vec![0.0_f64; shape.sockets];
+        let mut free: Vec<f64> = Vec::new();
+        for d in &sc.domains {
+            match d.mem_node {
+                Some(n) => load[usize::from(n)] += demand(d),
+                None => free.push(demand(d)),
+            }
+        }
+        let total = load.iter().sum::<f64>() + free.iter().sum::<f64>();
+        if load.iter().any(|&l| l > per_node + 1e-9) && total <= sc.pcpus as f64 + 1e-9 {
+            return Reach::No;
+        }
+        free.sort_unstable_by(|a, b| b.total_cmp(a));
+        for d in free {
+            let (i, _) = load
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap_or((0, &0.0));
+            load[i] += d;
+        }
+        if load.iter().all(|&l| l <= per_node + 1e-9) {
+            Reach::Yes
+        } else {
+            Reach::Unknown
+        }
+    }
+}
+
+/// A random shape (1–4 sockets, 1–2 threads per core, cores per socket so that there
+/// are 2–64 pCPUs) with the domains of [`random_domains`], a third of them with their
+/// memory on a random node.
+fn random_topology_scenario(rng: &mut SplitMix64, n: u64) -> Scenario {
+    let sockets = rng.range(1, 4) as usize;
+    let threads = rng.range(1, 2) as usize;
+    let per_core = sockets * threads;
+    let cores = rng.range(2_u64.div_ceil(per_core as u64), (64 / per_core) as u64) as usize;
+    let shape = Shape {
+        sockets,
+        cores,
+        threads,
+    };
+    let pcpus = shape.pcpus();
+    let mut domains = random_domains(rng, pcpus);
+    for d in &mut domains {
+        if rng.range(0, 2) == 0 {
+            // sockets ≤ 4: fits.
+            d.mem_node = Some(rng.range(0, sockets as u64 - 1) as u16);
+        }
+    }
+    Scenario {
+        pcpus,
+        topology: Some(shape),
+        ticks: 30,
+        noise_pct: 0.0,
+        seed: n,
+        reports_delay: true,
+        domains,
+        events: Vec::new(),
+    }
+}
+
 fn save_failures(
     dir: &Path,
     policy: &str,
@@ -431,6 +614,22 @@ impl References {
 /// One random scenario, as described in the module docs.
 fn random_scenario(rng: &mut SplitMix64, n: u64) -> Scenario {
     let pcpus = rng.range(2, 64) as usize;
+    Scenario {
+        pcpus,
+        topology: None,
+        ticks: 30,
+        noise_pct: 0.0,
+        seed: n,
+        reports_delay: true,
+        domains: random_domains(rng, pcpus),
+        events: Vec::new(),
+    }
+}
+
+/// Domains of 1–8 vCPUs until the host has between half and twice as many vCPUs as
+/// pCPUs, demands uniform in 0–100 %, each domain free, pinned to one random pCPU, or
+/// to a random range; memory bound to no node.
+fn random_domains(rng: &mut SplitMix64, pcpus: usize) -> Vec<DomainSpec> {
     let want_vcpus = rng.range(pcpus as u64 / 2, 2 * pcpus as u64).max(1) as usize;
     let mut domains = Vec::new();
     let mut vcpus = 0;
@@ -458,18 +657,11 @@ fn random_scenario(rng: &mut SplitMix64, n: u64) -> Scenario {
             name: format!("d{}", domains.len()),
             demands_pct,
             affinity,
+            mem_node: None,
         });
         vcpus += count;
     }
-    Scenario {
-        pcpus,
-        ticks: 30,
-        noise_pct: 0.0,
-        seed: n,
-        reports_delay: true,
-        domains,
-        events: Vec::new(),
-    }
+    domains
 }
 
 /// Run `sc` as variant `v` sees it (a scenario's own `delay off` still holds).
@@ -484,6 +676,22 @@ fn simulate(sc: &Scenario, v: Variant) -> Result<(Summary, Duration), String> {
     let start = Instant::now();
     let s = run_scenario(&sc, &opts, &mut io::sink()).map_err(|e| e.to_string())?;
     Ok((s, start.elapsed()))
+}
+
+/// [`simulate`] without the timing, and with the final placement's max_over_bound
+/// measured within nodes.
+fn simulate_nodes(sc: &Scenario, v: Variant) -> Result<(Summary, f64), String> {
+    let opts = SimOptions {
+        policy: v.policy,
+        params: params(),
+        ..SimOptions::default()
+    };
+    let mut sc = sc.clone();
+    sc.reports_delay &= v.delay;
+    run_scenario_then(&sc, &opts, &mut io::sink(), |h| {
+        h.max_over_bound_within_nodes()
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// The policy's tuning: the defaults, or as `BENCH_PARAMS=name=value,...` says (to try

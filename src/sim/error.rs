@@ -46,6 +46,12 @@ pub enum SimHostError {
         name: String,
         affinity: String,
     },
+    /// A memory node the host's topology does not have.
+    BadMemNode {
+        name: String,
+        node: u16,
+        nodes: usize,
+    },
 }
 
 impl fmt::Display for SimHostError {
@@ -86,6 +92,12 @@ impl fmt::Display for SimHostError {
                 write!(
                     f,
                     "affinity {affinity} of domain {name:?} does not fit this host"
+                )
+            }
+            SimHostError::BadMemNode { name, node, nodes } => {
+                write!(
+                    f,
+                    "memory node {node} of domain {name:?} does not exist (host has {nodes} nodes)"
                 )
             }
         }

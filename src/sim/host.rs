@@ -1,12 +1,14 @@
-//! The simulated host itself: domains with scripted demand, the [`Host`] seam over them,
-//! and what the simulator knows besides (true demand, the bound), for tests and reports.
+//! The simulated host itself: domains with scripted demand, its shape, and the [`Host`]
+//! seam over them. What it knows besides (true demand, work delivered, the bound and
+//! the other measures of a placement) is read through `metrics`, for tests and reports.
 
 use crate::cpumap::CpuMap;
 use crate::host::{DomainInfo, DomainKey, Host, PcpuId, RunQueue, VcpuId, VcpuSample};
+use crate::topology::Topology;
 
 use super::error::SimHostError;
 use super::rng::SplitMix64;
-use super::share::{self, Slot, place};
+use super::share::{self, Slot, SmtModel, place};
 
 /// What the simulator knows of one vCPU, for tests and reports.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +20,11 @@ pub struct VcpuView<'a> {
     /// Where it ran in the last interval (before any: the first pCPU of its affinity).
     pub ran_on: PcpuId,
     pub affinity: &'a CpuMap,
+    /// Work it delivered in the last interval, in pCPUs: `usage` times its thread's
+    /// work ratio (below 1 only on a core whose sibling threads were busy too).
+    pub work: f64,
+    /// Work delivered since it started, pCPU-nanoseconds.
+    pub work_ns: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -30,7 +37,26 @@ pub(super) struct SimVcpu {
     delay_ns: u64,
     /// True share of the last interval.
     pub(super) usage: f64,
+    /// Work delivered in the last interval (usage × its core's work ratio), and since
+    /// it started (pCPU-ns).
+    work: f64,
+    work_ns: f64,
     pub(super) last_ran_on: u32,
+}
+
+impl SimVcpu {
+    fn new(demand: f64, affinity: CpuMap, first: u32) -> SimVcpu {
+        SimVcpu {
+            demand,
+            affinity,
+            cpu_time_ns: 0,
+            delay_ns: 0,
+            usage: 0.0,
+            work: 0.0,
+            work_ns: 0.0,
+            last_ran_on: first,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -38,16 +64,23 @@ pub(super) struct SimDomain {
     name: String,
     key: DomainKey,
     pub(super) running: bool,
+    /// The node holding its memory, when bound.
+    pub(super) mem_node: Option<u16>,
     pub(super) vcpus: Vec<SimVcpu>,
 }
 
 /// A simulated KVM host. See the module docs for the model.
 #[derive(Debug, Clone)]
 pub struct SimHost {
-    pcpus: usize,
+    pub(super) pcpus: usize,
+    /// Nodes and SMT siblings; flat unless built [`SimHost::with_topology`].
+    pub(super) topology: Topology,
+    /// Whether the topology was given (a scenario's `topology` line): only then does
+    /// [`Host::topology`] report it, so a flat host reads exactly as before.
+    shaped: bool,
     now_ns: u64,
     /// Running domains, and stopped ones the scheduler has not refreshed away yet.
-    domains: Vec<SimDomain>,
+    pub(super) domains: Vec<SimDomain>,
     /// `domains[..listed]` is what the last [`Host::refresh`] reported.
     listed: usize,
     next_id: u32,
@@ -58,27 +91,50 @@ pub struct SimHost {
     reports_delay: bool,
     rng: SplitMix64,
     /// The pCPU of every running vCPU, in model order, for the next interval.
-    placement: Vec<u32>,
+    pub(super) placement: Vec<u32>,
     /// Sum of the demands placed on each pCPU by `placement`.
-    placed_demand: Vec<f64>,
+    pub(super) placed_demand: Vec<f64>,
     /// Pins, demands or domains changed since `placement` was computed.
-    placement_stale: bool,
+    pub(super) placement_stale: bool,
     slots: Vec<Slot>,
+    /// How busy each pCPU was in the last interval (sum of its vCPUs' shares).
+    busy: Vec<f64>,
+    smt: SmtModel,
+    /// Since the start, over every interval: demand wanted and work delivered, in
+    /// pCPU-nanoseconds (true figures, no noise).
+    pub(super) demand_ns: f64,
+    pub(super) work_ns: f64,
 }
 
 impl SimHost {
-    /// A host with `pcpus` pCPUs, no domains, no noise, at virtual time 0.
+    /// A flat host with `pcpus` pCPUs (one node, one thread per core), no domains, no
+    /// noise, at virtual time 0. [`Host::topology`] reports `None`.
     ///
     /// # Panics
     /// If `pcpus` is 0 or does not fit a `u32` (a host always has a CPU, and libvirt
     /// numbers them with 32 bits).
     pub fn new(pcpus: usize) -> Self {
-        assert!(
-            pcpus > 0 && u32::try_from(pcpus).is_ok(),
-            "a host has 1 to 2^32-1 pcpus"
-        );
+        check_pcpus(pcpus);
+        Self::build(Topology::flat(pcpus), false)
+    }
+
+    /// A host of this shape (its pCPUs, nodes and SMT siblings), reported by
+    /// [`Host::topology`]; otherwise as [`SimHost::new`].
+    ///
+    /// # Panics
+    /// As [`SimHost::new`], for the topology's pCPU count.
+    pub fn with_topology(topology: Topology) -> Self {
+        Self::build(topology, true)
+    }
+
+    fn build(topology: Topology, shaped: bool) -> Self {
+        let pcpus = topology.pcpus();
+        check_pcpus(pcpus);
         SimHost {
             pcpus,
+            smt: SmtModel::new(&topology),
+            topology,
+            shaped,
             now_ns: 0,
             domains: Vec::new(),
             listed: 0,
@@ -90,6 +146,9 @@ impl SimHost {
             placed_demand: vec![0.0; pcpus],
             placement_stale: false,
             slots: Vec::new(),
+            busy: vec![0.0; pcpus],
+            demand_ns: 0.0,
+            work_ns: 0.0,
         }
     }
 
@@ -111,13 +170,34 @@ impl SimHost {
     }
 
     /// Start a domain with one vCPU per demand (fractions of one pCPU, 0–1.0), every
-    /// vCPU with affinity `affinity`. Its cpu time starts at 0.
+    /// vCPU with affinity `affinity`. Its cpu time starts at 0. Its memory is bound to
+    /// no node.
     pub fn add_domain(
         &mut self,
         name: &str,
         demands: &[f64],
         affinity: &CpuMap,
     ) -> Result<DomainKey, SimHostError> {
+        self.add_domain_with_memory(name, demands, affinity, None)
+    }
+
+    /// [`SimHost::add_domain`], with the domain's memory on NUMA node `mem_node` (an
+    /// index of the host's topology) when given: [`DomainInfo::mem_nodes`] says so, and
+    /// the node is its home for [`SimHost::remote_vcpus`].
+    pub fn add_domain_with_memory(
+        &mut self,
+        name: &str,
+        demands: &[f64],
+        affinity: &CpuMap,
+        mem_node: Option<u16>,
+    ) -> Result<DomainKey, SimHostError> {
+        if let Some(node) = mem_node.filter(|&n| usize::from(n) >= self.topology.nodes()) {
+            return Err(SimHostError::BadMemNode {
+                name: name.to_owned(),
+                node,
+                nodes: self.topology.nodes(),
+            });
+        }
         if self.running_index(name).is_some() {
             return Err(SimHostError::AlreadyRunning {
                 name: name.to_owned(),
@@ -141,19 +221,13 @@ impl SimHost {
         self.next_id = self.next_id.wrapping_add(1);
         let vcpus = demands
             .iter()
-            .map(|&demand| SimVcpu {
-                demand,
-                affinity: affinity.clone(),
-                cpu_time_ns: 0,
-                delay_ns: 0,
-                usage: 0.0,
-                last_ran_on: pcpu_u32(first),
-            })
+            .map(|&demand| SimVcpu::new(demand, affinity.clone(), pcpu_u32(first)))
             .collect();
         self.domains.push(SimDomain {
             name: name.to_owned(),
             key,
             running: true,
+            mem_node,
             vcpus,
         });
         // Grow the per-interval buffers now, once, rather than inside `advance`.
@@ -203,14 +277,7 @@ impl SimHost {
         let d = &mut self.domains[i];
         d.vcpus.truncate(demands.len());
         while d.vcpus.len() < demands.len() {
-            d.vcpus.push(SimVcpu {
-                demand: 0.0,
-                affinity: CpuMap::all(pcpus),
-                cpu_time_ns: 0,
-                delay_ns: 0,
-                usage: 0.0,
-                last_ran_on: 0,
-            });
+            d.vcpus.push(SimVcpu::new(0.0, CpuMap::all(pcpus), 0));
         }
         for (v, &demand) in d.vcpus.iter_mut().zip(demands) {
             v.demand = demand;
@@ -240,6 +307,8 @@ impl SimHost {
             usage: v.usage,
             ran_on: PcpuId(v.last_ran_on),
             affinity: &v.affinity,
+            work: v.work,
+            work_ns: v.work_ns,
         })
     }
 
@@ -250,7 +319,13 @@ impl SimHost {
             place(&self.domains, &mut self.placement, &mut self.placed_demand);
             self.placement_stale = false;
         }
-        share::share(&mut self.domains, &self.placement, &mut self.slots);
+        share::share(
+            &mut self.domains,
+            &self.placement,
+            &mut self.slots,
+            &mut self.busy,
+        );
+        self.smt.update(&self.topology, &self.busy);
         let dt = dt_ns as f64;
         let running = self.domains.iter_mut().filter(|d| d.running);
         for (v, &p) in running
@@ -268,43 +343,14 @@ impl SimHost {
                     .delay_ns
                     .saturating_add(noisy(&mut self.rng, self.noise, waited));
             }
+            // The CPU time above reads the whole share; SMT contention shows only here.
+            v.work = v.usage * self.smt.ratio(&self.topology, p as usize);
+            v.work_ns += v.work * dt;
+            self.work_ns += v.work * dt;
+            self.demand_ns += v.demand * dt;
             v.last_ran_on = p;
         }
         self.now_ns = self.now_ns.saturating_add(dt_ns);
-    }
-
-    /// `(busiest, bound)`: the largest sum of demands placed on one pCPU by the placement
-    /// the next interval will use, and the least any placement could achieve,
-    /// `max(largest vCPU demand, total demand / pCPUs)`. Both are 0 when nothing demands
-    /// anything. Allocates when pins changed since the last [`SimHost::advance`]: meant
-    /// for reports, not for the tick path.
-    pub fn demand_placement_stats(&self) -> (f64, f64) {
-        let busiest = if self.placement_stale {
-            let mut placement = Vec::with_capacity(self.placement.capacity());
-            let mut load = vec![0.0; self.pcpus];
-            place(&self.domains, &mut placement, &mut load);
-            load.iter().copied().fold(0.0, f64::max)
-        } else {
-            self.placed_demand.iter().copied().fold(0.0, f64::max)
-        };
-        let (mut total, mut largest) = (0.0, 0.0_f64);
-        for v in self
-            .domains
-            .iter()
-            .filter(|d| d.running)
-            .flat_map(|d| &d.vcpus)
-        {
-            total += v.demand;
-            largest = largest.max(v.demand);
-        }
-        (busiest, largest.max(total / self.pcpus as f64))
-    }
-
-    /// `busiest / bound` from [`SimHost::demand_placement_stats`]: 1.0 is a placement no
-    /// other beats; 1.0 too when nothing demands anything.
-    pub fn max_over_bound(&self) -> f64 {
-        let (busiest, bound) = self.demand_placement_stats();
-        if bound > 0.0 { busiest / bound } else { 1.0 }
     }
 
     fn running_index(&self, name: &str) -> Option<usize> {
@@ -329,6 +375,10 @@ impl Host for SimHost {
         self.pcpus
     }
 
+    fn topology(&self) -> Option<&Topology> {
+        self.shaped.then_some(&self.topology)
+    }
+
     fn now_ns(&self) -> u64 {
         self.now_ns
     }
@@ -349,7 +399,10 @@ impl Host for SimHost {
             key: d.key,
             name: &d.name,
             config_pinned: false,
-            mem_nodes: 0,
+            // A node past bit 63 cannot be said in the mask: unbound, as far as it goes.
+            mem_nodes: d
+                .mem_node
+                .map_or(0, |n| 1u64.checked_shl(u32::from(n)).unwrap_or(0)),
         }
     }
 
@@ -417,6 +470,14 @@ impl Host for SimHost {
         self.placement_stale = true;
         Ok(())
     }
+}
+
+/// Checked before any table is sized for the host.
+fn check_pcpus(pcpus: usize) {
+    assert!(
+        pcpus > 0 && u32::try_from(pcpus).is_ok(),
+        "a host has 1 to 2^32-1 pcpus"
+    );
 }
 
 /// `ns` off by up to ± `noise` of itself (none when `noise` is 0), in whole nanoseconds.

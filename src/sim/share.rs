@@ -1,8 +1,15 @@
-//! The host's scheduler as the simulator models it: where each vCPU runs
-//! ([`place`]) and what share of its pCPU it gets ([`share`]). See the model in
-//! [`crate::sim`]. Pure functions over the simulator's own tables; no allocation.
+//! The host's scheduler and hardware as the simulator models them: where each vCPU runs
+//! ([`place`]), what share of its pCPU it gets ([`share`]), and how much work a core
+//! delivers when its SMT threads are busy together ([`SmtModel`]). See the model in
+//! [`crate::sim`]. Pure functions over the simulator's own tables; no allocation once
+//! built.
 
 use super::host::{SimDomain, pcpu_u32};
+use crate::topology::Topology;
+
+/// Work a core delivers when every one of its threads is busy, in pCPUs: two busy
+/// siblings get 0.65 each of what one thread alone would do.
+pub const SMT_ALL_BUSY: f64 = 1.3;
 
 /// Two placed loads closer than this are a tie (sums of demands carry rounding error).
 const TIE: f64 = 1e-9;
@@ -16,9 +23,16 @@ pub(super) struct Slot {
     vcpu: u32,
 }
 
-/// Water-fill every pCPU among the vCPUs `placement` puts on it, and store each running
-/// vCPU's share in its `usage`. `slots` is the caller's reused buffer.
-pub(super) fn share(domains: &mut [SimDomain], placement: &[u32], slots: &mut Vec<Slot>) {
+/// Water-fill every pCPU among the vCPUs `placement` puts on it, store each running
+/// vCPU's share in its `usage`, and each pCPU's busy fraction (the sum of its shares)
+/// in `busy`. `slots` is the caller's reused buffer.
+pub(super) fn share(
+    domains: &mut [SimDomain],
+    placement: &[u32],
+    slots: &mut Vec<Slot>,
+    busy: &mut [f64],
+) {
+    busy.fill(0.0);
     slots.clear();
     let mut k = 0;
     for (di, d) in domains.iter().enumerate().filter(|(_, d)| d.running) {
@@ -40,9 +54,81 @@ pub(super) fn share(domains: &mut [SimDomain], placement: &[u32], slots: &mut Ve
         for (i, s) in group.iter().enumerate() {
             let got = s.demand.min(left / (group.len() - i) as f64).max(0.0);
             left -= got;
+            busy[s.pcpu as usize] += got;
             domains[s.domain as usize].vcpus[s.vcpu as usize].usage = got;
         }
     }
+}
+
+/// The SMT throughput model (see [`crate::sim`]): per core, the work its threads deliver
+/// over the time they are busy, from each pCPU's busy fraction in the interval. Sized
+/// for one topology when built; [`SmtModel::update`] does not allocate.
+#[derive(Debug, Clone)]
+pub(super) struct SmtModel {
+    /// Threads of each core (1 on a flat host: every ratio is then exactly 1).
+    threads: Vec<u32>,
+    /// Per core, this interval: the sum and the largest of its threads' busy fractions.
+    sum: Vec<f64>,
+    max: Vec<f64>,
+    /// Per core: work delivered / busy time of its threads, 0.65–1.
+    ratio: Vec<f64>,
+}
+
+impl SmtModel {
+    pub(super) fn new(topology: &Topology) -> SmtModel {
+        let cores = (0..topology.pcpus())
+            .map(|p| topology.place(p).core as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut threads = vec![0; cores];
+        for p in 0..topology.pcpus() {
+            threads[topology.place(p).core as usize] += 1;
+        }
+        SmtModel {
+            threads,
+            sum: vec![0.0; cores],
+            max: vec![0.0; cores],
+            ratio: vec![1.0; cores],
+        }
+    }
+
+    /// Work ratios for an interval in which pCPU `p` was `busy[p]` busy.
+    pub(super) fn update(&mut self, topology: &Topology, busy: &[f64]) {
+        self.sum.fill(0.0);
+        self.max.fill(0.0);
+        for (p, &b) in busy.iter().enumerate() {
+            let c = topology.place(p).core as usize;
+            self.sum[c] += b;
+            self.max[c] = self.max[c].max(b);
+        }
+        for (c, r) in self.ratio.iter_mut().enumerate() {
+            let sum = self.sum[c];
+            *r = if self.threads[c] > 1 && sum > 0.0 {
+                core_work(self.threads[c], sum, self.max[c]) / sum
+            } else {
+                1.0
+            };
+        }
+    }
+
+    /// Work delivered per unit of busy time on pCPU `p` in the last interval.
+    pub(super) fn ratio(&self, topology: &Topology, p: usize) -> f64 {
+        self.ratio
+            .get(topology.place(p).core as usize)
+            .copied()
+            .unwrap_or(1.0)
+    }
+}
+
+/// Work a core of `threads` hardware threads delivers in an interval, in pCPUs, when its
+/// threads' busy fractions add up to `sum` and the busiest is `max` busy: the busiest
+/// thread's time counts in full, every other thread's at `(SMT_ALL_BUSY − 1) /
+/// (threads − 1)`. See [`crate::sim`] for why.
+pub(super) fn core_work(threads: u32, sum: f64, max: f64) -> f64 {
+    if threads <= 1 {
+        return sum;
+    }
+    max + (SMT_ALL_BUSY - 1.0) / f64::from(threads - 1) * (sum - max)
 }
 
 /// The placement model (see the module docs): fills `placement` with the pCPU of every
@@ -110,6 +196,25 @@ mod tests {
             h.sample(i, &mut out).unwrap();
         }
         out
+    }
+
+    /// The formula itself: the two ends the model is pinned to, and the 2-thread case
+    /// `b1 + b2 − 0.7 × min(b1, b2)` in between.
+    #[test]
+    fn core_work_at_the_ends_and_in_between() {
+        use super::core_work;
+        assert_eq!(core_work(1, 0.7, 0.7), 0.7, "no SMT: work is busy time");
+        assert!((core_work(2, 2.0, 1.0) - 1.3).abs() < 1e-12, "both busy");
+        assert_eq!(core_work(2, 1.0, 1.0), 1.0, "one busy alone");
+        for (b1, b2) in [(1.0, 0.5), (0.3, 0.8), (0.2, 0.2), (0.0, 0.6)] {
+            let want = b1 + b2 - 0.7 * f64::min(b1, b2);
+            assert!((core_work(2, b1 + b2, f64::max(b1, b2)) - want).abs() < 1e-12);
+        }
+        // Wider cores: all threads busy is still 1.3; each extra busy thread adds 0.1
+        // on a 4-thread core.
+        assert!((core_work(4, 4.0, 1.0) - 1.3).abs() < 1e-12);
+        assert!((core_work(4, 2.0, 1.0) - 1.1).abs() < 1e-12);
+        assert!((core_work(8, 8.0, 1.0) - 1.3).abs() < 1e-12);
     }
 
     #[test]

@@ -63,6 +63,15 @@ pub struct Summary {
     /// Busiest pCPU's demand over the best possible, for the final placement (1.0 is
     /// perfect; see [`SimHost::demand_placement_stats`]).
     pub max_over_bound: f64,
+    /// vCPUs off their domain's home node in the final placement
+    /// ([`SimHost::remote_vcpus`]); 0 on a host of one node.
+    pub remote_vcpus: u64,
+    /// SMT cores with two busy vCPUs while a core of their node has none, in the final
+    /// placement ([`SimHost::smt_conflicts`]); 0 without SMT.
+    pub smt_conflicts: u64,
+    /// Work delivered over work demanded over ticks 1 to the last, percent
+    /// ([`SimHost::work_pct`]).
+    pub work_pct: f64,
     /// σ at each tick; index 0 is tick 1.
     pub sigma_pct: Vec<Option<f64>>,
     /// Pins made at each tick; index 0 is tick 1.
@@ -74,7 +83,8 @@ pub struct Summary {
 /// A return to the pCPU a vCPU left counts as a reversal within this many ticks.
 pub const REVERSAL_TICKS: u64 = 5;
 
-/// `ticks_to_balance=K migrations=M reversals=V final_sigma=S max_over_bound=R`
+/// `ticks_to_balance=K migrations=M reversals=V final_sigma=S max_over_bound=R
+/// remote_vcpus=N smt_conflicts=C work=W`
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ticks_to_balance=")?;
@@ -91,7 +101,11 @@ impl fmt::Display for Summary {
             Some(s) => write!(f, "{s:.2}")?,
             None => f.write_str("-")?,
         }
-        write!(f, " max_over_bound={:.3}", self.max_over_bound)
+        write!(
+            f,
+            " max_over_bound={:.3} remote_vcpus={} smt_conflicts={} work={:.1}",
+            self.max_over_bound, self.remote_vcpus, self.smt_conflicts, self.work_pct
+        )
     }
 }
 
@@ -130,6 +144,24 @@ impl From<io::Error> for SimError {
     }
 }
 
+/// The simulated host a scenario starts with, at virtual time 0: its shape, noise and
+/// delay, and the domains of its `vm` lines (nothing has run yet).
+pub fn start_host(sc: &Scenario) -> Result<SimHost, SimError> {
+    let mut host = match sc.topology {
+        Some(shape) => SimHost::with_topology(shape.topology()),
+        None => SimHost::new(sc.pcpus),
+    };
+    host.set_noise(sc.noise_pct, sc.seed);
+    host.set_reports_delay(sc.reports_delay);
+    let mut fractions = Vec::new();
+    for d in &sc.domains {
+        to_fractions(&d.demands_pct, &mut fractions);
+        host.add_domain_with_memory(&d.name, &fractions, &d.affinity, d.mem_node)
+            .map_err(|error| SimError::Host { tick: 0, error })?;
+    }
+    Ok(host)
+}
+
 /// Load the scenario at `path` and run it; see [`run_scenario`].
 pub fn run(path: &Path, opts: &SimOptions, out: &mut dyn Write) -> Result<Summary, SimError> {
     let scenario = Scenario::load(path)?;
@@ -142,10 +174,19 @@ pub fn run_scenario(
     opts: &SimOptions,
     out: &mut dyn Write,
 ) -> Result<Summary, SimError> {
+    run_scenario_then(sc, opts, out, |_| ()).map(|(summary, ())| summary)
+}
+
+/// [`run_scenario`], then `at_end` on the simulated host as the run left it, for a
+/// measure the summary does not carry (e.g. [`SimHost::max_over_bound_within_nodes`]).
+pub fn run_scenario_then<T>(
+    sc: &Scenario,
+    opts: &SimOptions,
+    out: &mut dyn Write,
+    at_end: impl FnOnce(&SimHost) -> T,
+) -> Result<(Summary, T), SimError> {
     let host_err = |tick| move |error| SimError::Host { tick, error };
-    let mut host = SimHost::new(sc.pcpus);
-    host.set_noise(sc.noise_pct, sc.seed);
-    host.set_reports_delay(sc.reports_delay);
+    let host = start_host(sc)?;
     // Demands as fractions, for one domain at a time; sized once for the widest.
     let widest = sc
         .domains
@@ -161,11 +202,6 @@ pub fn run_scenario(
         .max()
         .unwrap_or(0);
     let mut fractions = Vec::with_capacity(widest);
-    for d in &sc.domains {
-        to_fractions(&d.demands_pct, &mut fractions);
-        host.add_domain(&d.name, &fractions, &d.affinity)
-            .map_err(host_err(0))?;
-    }
 
     let cfg = SchedConfig {
         params: opts.params,
@@ -199,7 +235,7 @@ pub fn run_scenario(
                 }
                 Action::Start(d) => {
                     to_fractions(&d.demands_pct, &mut fractions);
-                    host.add_domain(&d.name, &fractions, &d.affinity)
+                    host.add_domain_with_memory(&d.name, &fractions, &d.affinity, d.mem_node)
                         .map(|_| ())
                 }
                 Action::Stop { name } => host.stop_domain(name).map(|_| ()),
@@ -221,13 +257,17 @@ pub fn run_scenario(
     }
 
     let last_event = event_ticks.last().copied();
+    let host = sched.host();
     let summary = Summary {
         ticks,
         ticks_to_balance: ticks_to_balance(&within, last_event),
         migrations: sched.migrations(),
         reversals,
         final_sigma_pct: sigma_pct.last().copied().flatten(),
-        max_over_bound: sched.host().max_over_bound(),
+        max_over_bound: host.max_over_bound(),
+        remote_vcpus: host.remote_vcpus(),
+        smt_conflicts: host.smt_conflicts(),
+        work_pct: host.work_pct(),
         sigma_pct,
         moves,
         event_ticks,
@@ -238,7 +278,8 @@ pub fn run_scenario(
         writeln!(out, "summary {summary}")?;
     }
     out.flush()?;
-    Ok(summary)
+    let extra = at_end(sched.host());
+    Ok((summary, extra))
 }
 
 /// A move made in a run: which vCPU left which pCPU, at which tick.
@@ -311,6 +352,12 @@ fn write_json_summary(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
     write_json_num(out, s.final_sigma_pct)?;
     out.write_all(b",\"max_over_bound\":")?;
     write_json_num(out, Some(s.max_over_bound))?;
+    write!(
+        out,
+        ",\"remote_vcpus\":{},\"smt_conflicts\":{},\"work\":",
+        s.remote_vcpus, s.smt_conflicts
+    )?;
+    write_json_num(out, Some(s.work_pct))?;
     out.write_all(b"}}\n")
 }
 
@@ -346,13 +393,25 @@ mod tests {
             reversals: 1,
             final_sigma_pct: Some(7.123),
             max_over_bound: 1.0,
+            remote_vcpus: 3,
+            smt_conflicts: 1,
+            work_pct: 87.654,
             sigma_pct: Vec::new(),
             moves: Vec::new(),
             event_ticks: Vec::new(),
         };
         assert_eq!(
             s.to_string(),
-            "ticks_to_balance=never migrations=4 reversals=1 final_sigma=7.12 max_over_bound=1.000"
+            "ticks_to_balance=never migrations=4 reversals=1 final_sigma=7.12 max_over_bound=1.000 \
+             remote_vcpus=3 smt_conflicts=1 work=87.7"
+        );
+        let mut json = Vec::new();
+        write_json_summary(&mut json, &s).unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            "{\"summary\":{\"ticks\":30,\"ticks_to_balance\":null,\"migrations\":4,\
+             \"reversals\":1,\"final_sigma\":7.123,\"max_over_bound\":1,\
+             \"remote_vcpus\":3,\"smt_conflicts\":1,\"work\":87.654}}\n"
         );
     }
 }

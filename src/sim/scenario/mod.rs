@@ -4,13 +4,15 @@
 //! ignored:
 //!
 //! ```text
-//! pcpus 4                       # number of pCPUs (required, before any vm or at line)
+//! pcpus 4                       # number of pCPUs (this or topology, before any vm or at line)
+//! topology 2 2 1                # optional: sockets cores threads (here 2 nodes of 2 cores)
 //! ticks 30                      # how long to run (default 30)
 //! noise 5                       # optional: ± % relative noise on measured usage
 //! delay off                     # optional: the host reports no run-queue delay
 //! seed 7                        # optional: RNG seed (default 1)
 //! vm web 100,40 pin 0           # a domain: one demand % per vCPU; pin = cpulist for all its vCPUs
 //! vm db 60,60,60,60             # no pin: affinity to every pCPU
+//! vm cache 30,30 mem 1          # its memory is on NUMA node 1
 //! at 10 load web 20,20          # from tick 10: new demands
 //! at 12 start cache 90 pin 1    # a domain appears
 //! at 15 stop db                 # a domain disappears
@@ -20,6 +22,13 @@
 //! Ticks count from 1; an event `at T` takes effect before the interval of tick `T` runs,
 //! so tick `T`'s measurement already sees it. Events of one tick apply in file order.
 //! Cpulists are written as virsh writes them: `0`, `0-3`, `0,2,5-7`, `all`.
+//!
+//! `topology SOCKETS CORES THREADS` gives the host a shape: SOCKETS × CORES × THREADS
+//! pCPUs, pCPU `((socket × CORES) + core) × THREADS + thread`, one NUMA node per socket
+//! ([`Topology::from_shape`]). It sets `pcpus` when there is no `pcpus` line, and must
+//! agree with it when there is one, whichever comes first. Without it the host is flat:
+//! one node (0), one thread per core. `mem NODE` on a `vm` or `at … start` line (after
+//! the demands, before or after `pin`) names the node holding the domain's memory.
 //!
 //! Any mistake rejects the file with a [`ScenarioError`] whose `Display` is one line,
 //! `FILE:LINE: reason`. Nothing here runs the simulation; see [`crate::sim::simulate`].
@@ -32,6 +41,7 @@ mod parse;
 use parse::Parser;
 
 use crate::cpumap::CpuMap;
+use crate::topology::Topology;
 
 /// Ticks run when the file has no `ticks` line.
 pub const DEFAULT_TICKS: u64 = 30;
@@ -39,11 +49,18 @@ pub const DEFAULT_TICKS: u64 = 30;
 pub const DEFAULT_SEED: u64 = 1;
 /// Larger than any host libvirt runs on; stops a typo from sizing huge masks.
 pub const MAX_PCPUS: usize = crate::cpumap::MAX_CPUS;
+/// Most sockets (NUMA nodes) a `topology` line may give: a domain's memory nodes cross
+/// the host seam as a 64-bit mask ([`crate::host::DomainInfo::mem_nodes`]).
+pub const MAX_NODES: usize = 64;
+/// Most hardware threads per core a `topology` line may give (SMT8 is the widest shipped).
+pub const MAX_THREADS: usize = 8;
 
 /// A checked scenario: every name, count and tick in it is consistent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
     pub pcpus: usize,
+    /// The host's shape from a `topology` line (`pcpus` agrees with it); `None`: flat.
+    pub topology: Option<Shape>,
     pub ticks: u64,
     /// ± percent of relative noise on each interval's measured usage; 0 for none.
     pub noise_pct: f64,
@@ -65,6 +82,37 @@ pub struct DomainSpec {
     pub demands_pct: Vec<f64>,
     /// Affinity of every vCPU (every pCPU when the line has no `pin`).
     pub affinity: CpuMap,
+    /// The NUMA node holding its memory (`mem NODE`), below the scenario's node count.
+    pub mem_node: Option<u16>,
+}
+
+/// A host's shape as a `topology` line gives it: `sockets` × `cores` × `threads` pCPUs,
+/// one NUMA node per socket. Each is at least 1, `sockets` at most [`MAX_NODES`] and
+/// `threads` at most [`MAX_THREADS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub sockets: usize,
+    /// Cores per socket.
+    pub cores: usize,
+    /// Hardware threads per core.
+    pub threads: usize,
+}
+
+impl Shape {
+    pub fn pcpus(&self) -> usize {
+        self.sockets * self.cores * self.threads
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::from_shape(self.sockets, self.cores, self.threads)
+    }
+}
+
+/// `SOCKETS CORES THREADS`, as the `topology` line writes it.
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.sockets, self.cores, self.threads)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +164,11 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 impl Scenario {
+    /// NUMA nodes of the simulated host: one per socket, 1 without a `topology` line.
+    pub fn nodes(&self) -> usize {
+        self.topology.map_or(1, |t| t.sockets)
+    }
+
     /// Read and parse a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();
@@ -158,6 +211,9 @@ impl Scenario {
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "pcpus {}", self.pcpus)?;
+        if let Some(shape) = self.topology {
+            writeln!(f, "topology {shape}")?;
+        }
         writeln!(f, "ticks {}", self.ticks)?;
         if self.noise_pct > 0.0 {
             writeln!(f, "noise {}", self.noise_pct)?;
@@ -194,6 +250,9 @@ impl fmt::Display for DomainLine<'_> {
         write!(f, "{} {}", d.name, Demands(&d.demands_pct))?;
         if d.affinity.count() < d.affinity.ncpus() {
             write!(f, " pin {}", d.affinity)?;
+        }
+        if let Some(node) = d.mem_node {
+            write!(f, " mem {node}")?;
         }
         Ok(())
     }

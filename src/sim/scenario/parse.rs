@@ -1,13 +1,17 @@
 //! The line parser behind [`Scenario::parse`]: one directive at a time into [`Parser`],
 //! then [`Parser::finish`] checks the whole (names, counts, ticks) at once.
 
-use super::{Action, DEFAULT_SEED, DEFAULT_TICKS, DomainSpec, Event, MAX_PCPUS, Scenario};
+use super::{
+    Action, DEFAULT_SEED, DEFAULT_TICKS, DomainSpec, Event, MAX_NODES, MAX_PCPUS, MAX_THREADS,
+    Scenario, Shape,
+};
 use crate::cpumap::CpuMap;
 
 /// The header values, each with the line that set it (to report a second one).
 #[derive(Default)]
 pub(super) struct Parser {
     pcpus: Option<(usize, usize)>,
+    topology: Option<(Shape, usize)>,
     ticks: Option<(u64, usize)>,
     noise: Option<(f64, usize)>,
     seed: Option<(u64, usize)>,
@@ -27,7 +31,25 @@ impl Parser {
                     .ok()
                     .filter(|n| (1..=MAX_PCPUS).contains(n))
                     .ok_or_else(|| format!("pcpus {n} is outside 1-{MAX_PCPUS}"))?;
-                set_once(&mut self.pcpus, n, line, "pcpus")
+                set_once(&mut self.pcpus, n, line, "pcpus")?;
+                match self.topology {
+                    Some((shape, at)) if shape.pcpus() != n => Err(format!(
+                        "pcpus {n} contradicts topology {shape} on line {at} ({} pcpus)",
+                        shape.pcpus()
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            "topology" => {
+                let shape = parse_shape(args)?;
+                set_once(&mut self.topology, shape, line, "topology")?;
+                match self.pcpus {
+                    Some((n, at)) if shape.pcpus() != n => Err(format!(
+                        "topology {shape} makes {} pcpus, but pcpus is {n} (line {at})",
+                        shape.pcpus()
+                    )),
+                    _ => Ok(()),
+                }
             }
             "ticks" => {
                 let n = parse_int(one_arg(keyword, args)?, "ticks")?;
@@ -73,21 +95,46 @@ impl Parser {
                 Ok(())
             }
             other => Err(format!(
-                "unknown keyword {other:?} (expected pcpus, ticks, noise, seed, delay, vm or at)"
+                "unknown keyword {other:?} (expected pcpus, topology, ticks, noise, seed, delay, vm or at)"
             )),
         }
     }
 
-    fn pcpus_for(&self, keyword: &str) -> Result<usize, String> {
+    /// pCPUs from the `pcpus` line, else from the `topology` line (they agree).
+    fn pcpus(&self) -> Option<usize> {
         self.pcpus
             .map(|(n, _)| n)
-            .ok_or_else(|| format!("{keyword} before pcpus: the pcpus line must come first"))
+            .or(self.topology.map(|(shape, _)| shape.pcpus()))
+    }
+
+    fn pcpus_for(&self, keyword: &str) -> Result<usize, String> {
+        self.pcpus().ok_or_else(|| {
+            format!("{keyword} before pcpus: the pcpus line must come first (or a topology line)")
+        })
     }
 
     /// Checks that need the whole file: ticks in range, and every event against the
     /// domains running at its tick. Errors carry the line to blame (`None`: the end).
     pub(super) fn finish(mut self) -> Result<Scenario, (Option<usize>, String)> {
-        let pcpus = self.pcpus.ok_or((None, "missing pcpus line".to_owned()))?.0;
+        let pcpus = self
+            .pcpus()
+            .ok_or((None, "missing pcpus line (or a topology line)".to_owned()))?;
+        // `mem` is checked here, so a topology line may follow the domains that use it.
+        let nodes = self.topology.map_or(1, |(shape, _)| shape.sockets);
+        let starts = self.events.iter().filter_map(|e| match &e.action {
+            Action::Start(d) => Some((d, e.line)),
+            _ => None,
+        });
+        for (d, line) in self.domains.iter().map(|(d, l)| (d, *l)).chain(starts) {
+            if let Some(node) = d.mem_node.filter(|&n| usize::from(n) >= nodes) {
+                let has = if self.topology.is_some() {
+                    format!("the host has nodes 0-{}", nodes - 1)
+                } else {
+                    "without a topology line the host has one node, 0".to_owned()
+                };
+                return Err((Some(line), format!("mem {node}: no such node ({has})")));
+            }
+        }
         let (ticks, default) = match self.ticks {
             Some((t, _)) => (t, ""),
             None => (DEFAULT_TICKS, ", the default"),
@@ -157,6 +204,7 @@ impl Parser {
         }
         Ok(Scenario {
             pcpus,
+            topology: self.topology.map(|(shape, _)| shape),
             ticks,
             noise_pct: self.noise.map_or(0.0, |(n, _)| n),
             seed: self.seed.map_or(DEFAULT_SEED, |(s, _)| s),
@@ -202,9 +250,11 @@ fn parse_pct(s: &str, what: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-/// `NAME DEMANDS [pin CPULIST]`, the tail of `vm` and `at T start`.
+/// `NAME DEMANDS [pin CPULIST] [mem NODE]` (options in either order), the tail of `vm`
+/// and `at T start`. Whether the node exists is checked at the end, against the
+/// topology.
 fn domain_spec(args: &[&str], pcpus: usize, keyword: &str) -> Result<DomainSpec, String> {
-    let (name, demands, rest) = match args {
+    let (name, demands, mut rest) = match args {
         [name, demands, rest @ ..] => (*name, *demands, rest),
         _ => {
             return Err(format!(
@@ -214,19 +264,91 @@ fn domain_spec(args: &[&str], pcpus: usize, keyword: &str) -> Result<DomainSpec,
     };
     check_name(name)?;
     let demands_pct = parse_demands(demands)?;
-    let affinity = match rest {
-        [] => CpuMap::all(pcpus),
-        ["pin", list] => CpuMap::parse_list(list, pcpus)
-            .map_err(|e| format!("bad cpulist {list:?} for pin: {e}"))?,
-        ["pin"] => return Err("pin needs a cpulist, e.g. `pin 0-3`".into()),
-        ["pin", _, extra, ..] => return Err(format!("unexpected {extra:?} after the cpulist")),
-        [extra, ..] => return Err(format!("unexpected {extra:?} after the demands (pin?)")),
-    };
+    let (mut pin, mut mem_node) = (None, None);
+    let mut after = "the demands (pin or mem?)";
+    while let [option, tail @ ..] = rest {
+        rest = match (*option, tail) {
+            ("pin", [list, tail @ ..]) if pin.is_none() => {
+                let map = CpuMap::parse_list(list, pcpus)
+                    .map_err(|e| format!("bad cpulist {list:?} for pin: {e}"))?;
+                pin = Some(map);
+                after = "the cpulist";
+                tail
+            }
+            ("mem", [node, tail @ ..]) if mem_node.is_none() => {
+                let n = parse_int(node, "mem")?;
+                let n = u16::try_from(n)
+                    .ok()
+                    .filter(|&n| usize::from(n) < MAX_PCPUS)
+                    .ok_or_else(|| {
+                        format!("mem {n}: no such node (a host has at most {MAX_PCPUS})")
+                    })?;
+                mem_node = Some(n);
+                after = "the mem node";
+                tail
+            }
+            ("pin" | "mem", [_, ..]) => return Err(format!("{option} given twice")),
+            ("pin", []) => return Err("pin needs a cpulist, e.g. `pin 0-3`".into()),
+            ("mem", []) => return Err("mem needs a node number, e.g. `mem 0`".into()),
+            (extra, _) => return Err(format!("unexpected {extra:?} after {after}")),
+        };
+    }
     Ok(DomainSpec {
         name: name.to_owned(),
         demands_pct,
-        affinity,
+        affinity: pin.unwrap_or_else(|| CpuMap::all(pcpus)),
+        mem_node,
     })
+}
+
+/// `SOCKETS CORES THREADS` of a `topology` line.
+fn parse_shape(args: &[&str]) -> Result<Shape, String> {
+    let [sockets, cores, threads] = match args {
+        [s, c, t] => [*s, *c, *t],
+        [_, _, _, extra, ..] => {
+            return Err(format!("unexpected {extra:?} after topology values"));
+        }
+        _ => {
+            return Err("topology needs SOCKETS CORES THREADS, e.g. `topology 2 4 2`".into());
+        }
+    };
+    let mut n = [0usize; 3];
+    for ((slot, word), what) in n
+        .iter_mut()
+        .zip([sockets, cores, threads])
+        .zip(["sockets", "cores", "threads"])
+    {
+        let v = parse_int(word, what)?;
+        if v == 0 {
+            return Err(format!("topology {what} 0: each number must be at least 1"));
+        }
+        *slot = usize::try_from(v).unwrap_or(usize::MAX);
+    }
+    let shape = Shape {
+        sockets: n[0],
+        cores: n[1],
+        threads: n[2],
+    };
+    if shape.sockets > MAX_NODES {
+        return Err(format!(
+            "topology sockets {} is over {MAX_NODES} (one node each, in a 64-bit node mask)",
+            shape.sockets
+        ));
+    }
+    if shape.threads > MAX_THREADS {
+        return Err(format!(
+            "topology threads {} is over {MAX_THREADS} per core",
+            shape.threads
+        ));
+    }
+    let total = n.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
+    match total {
+        Some(t) if t <= MAX_PCPUS => Ok(shape),
+        _ => Err(format!(
+            "topology {} {} {} makes more than {MAX_PCPUS} pcpus",
+            sockets, cores, threads
+        )),
+    }
 }
 
 /// `load NAME DEMANDS`, `start NAME DEMANDS [pin LIST]` or `stop NAME`.
@@ -372,6 +494,45 @@ at 12 start cache 90 pin 1    # a domain appears
     }
 
     #[test]
+    fn topology_sets_or_agrees_with_pcpus_and_mem_round_trips() {
+        let s = parse("topology 2 2 2\nvm a 50 mem 1\nvm b 50,50 mem 0 pin 0-3\n").unwrap();
+        assert_eq!(s.pcpus, 8, "a topology line alone sets pcpus");
+        let shape = Shape {
+            sockets: 2,
+            cores: 2,
+            threads: 2,
+        };
+        assert_eq!((s.topology, s.nodes()), (Some(shape), 2));
+        assert_eq!(s.domains[0].mem_node, Some(1));
+        assert_eq!(s.domains[0].affinity.count(), 8);
+        assert_eq!(s.domains[1].mem_node, Some(0));
+        assert_eq!(s.domains[1].affinity.count(), 4, "pin after mem");
+        // Before or after pcpus, as long as they agree; a topology after the vm lines
+        // that use its nodes is fine too.
+        let after = parse("pcpus 8\nvm a 50 mem 1\ntopology 2 2 2\n").unwrap();
+        assert_eq!((after.pcpus, after.topology), (8, Some(shape)));
+        let before = parse("topology 2 2 2\npcpus 8\n").unwrap();
+        assert_eq!(before.topology, Some(shape));
+        // Without a topology line: one node, and mem 0 is allowed.
+        let flat = parse("pcpus 2\nvm a 50 mem 0\nat 2 start b 10 mem 0\n").unwrap();
+        assert_eq!((flat.topology, flat.nodes()), (None, 1));
+        assert!(matches!(&flat.events[0].action, Action::Start(d) if d.mem_node == Some(0)));
+
+        for sc in [&s, &flat] {
+            let text = sc.to_string();
+            let back = parse(&text).unwrap();
+            let without_lines = |mut s: Scenario| {
+                s.events.iter_mut().for_each(|e| e.line = 0);
+                s
+            };
+            assert_eq!(without_lines(back), without_lines(sc.clone()), "{text}");
+        }
+        assert!(s.to_string().starts_with("pcpus 8\ntopology 2 2 2\n"));
+        assert!(s.to_string().contains("vm a 50 mem 1\n"));
+        assert!(s.to_string().contains("vm b 50,50 pin 0-3 mem 0\n"));
+    }
+
+    #[test]
     fn same_tick_events_keep_file_order_and_restart_is_allowed() {
         let s = parse("pcpus 2\nvm a 50\nat 3 stop a\nat 3 start a 70,70\nat 4 load a 10,10\n")
             .unwrap();
@@ -438,7 +599,7 @@ at 12 start cache 90 pin 1    # a domain appears
             ("pcpus 4\nvm a 50 pin\n", "t.scn:2: pin needs a cpulist"),
             (
                 "pcpus 4\nvm a 50 on 1\n",
-                "t.scn:2: unexpected \"on\" after the demands (pin?)",
+                "t.scn:2: unexpected \"on\" after the demands (pin or mem?)",
             ),
             (
                 "pcpus 4\nvm a 50 pin 1 2\n",
@@ -515,6 +676,87 @@ at 12 start cache 90 pin 1    # a domain appears
             (
                 "pcpus 4\nat 3 start c 50 pin 7\n",
                 "t.scn:2: bad cpulist \"7\" for pin",
+            ),
+            // topology and mem
+            (
+                "pcpus 8\ntopology 2 2 1\n",
+                "t.scn:2: topology 2 2 1 makes 4 pcpus, but pcpus is 8 (line 1)",
+            ),
+            (
+                "topology 2 2 1\n\npcpus 8\n",
+                "t.scn:3: pcpus 8 contradicts topology 2 2 1 on line 1 (4 pcpus)",
+            ),
+            (
+                "topology 1 2 2\ntopology 1 2 2\n",
+                "t.scn:2: topology given twice (first on line 1)",
+            ),
+            (
+                "topology 0 2 2\n",
+                "t.scn:1: topology sockets 0: each number must be at least 1",
+            ),
+            (
+                "topology 1 0 2\n",
+                "t.scn:1: topology cores 0: each number must be at least 1",
+            ),
+            (
+                "topology 1 2 0\n",
+                "t.scn:1: topology threads 0: each number must be at least 1",
+            ),
+            (
+                "topology 1 2 9\n",
+                "t.scn:1: topology threads 9 is over 8 per core",
+            ),
+            (
+                "topology 65 1 1\n",
+                "t.scn:1: topology sockets 65 is over 64",
+            ),
+            (
+                "topology 64 64 4\n",
+                "t.scn:1: topology 64 64 4 makes more than 8192 pcpus",
+            ),
+            (
+                "topology 64 99999999999999999 8\n",
+                "t.scn:1: topology 64 99999999999999999 8 makes more than 8192 pcpus",
+            ),
+            (
+                "topology 2 2\n",
+                "t.scn:1: topology needs SOCKETS CORES THREADS",
+            ),
+            (
+                "topology 2 2 1 1\n",
+                "t.scn:1: unexpected \"1\" after topology values",
+            ),
+            ("topology 2 x 1\n", "t.scn:1: bad number \"x\" for cores"),
+            (
+                "topology 2 2 1\nvm a 50 mem 2\n",
+                "t.scn:2: mem 2: no such node (the host has nodes 0-1)",
+            ),
+            (
+                "pcpus 4\nvm a 50 mem 1\n",
+                "t.scn:2: mem 1: no such node (without a topology line the host has one node, 0)",
+            ),
+            (
+                "pcpus 4\nvm a 50 mem 1\ntopology 1 4 1\n",
+                "t.scn:2: mem 1: no such node (the host has nodes 0-0)",
+            ),
+            (
+                "topology 2 2 1\nvm a 50\nat 3 start b 50 pin 1 mem 3\n",
+                "t.scn:3: mem 3: no such node (the host has nodes 0-1)",
+            ),
+            (
+                "pcpus 4\nvm a 50 mem 70000\n",
+                "t.scn:2: mem 70000: no such node (a host has at most 8192)",
+            ),
+            (
+                "pcpus 4\nvm a 50 mem x\n",
+                "t.scn:2: bad number \"x\" for mem",
+            ),
+            ("pcpus 4\nvm a 50 mem\n", "t.scn:2: mem needs a node number"),
+            ("pcpus 4\nvm a 50 mem 0 mem 0\n", "t.scn:2: mem given twice"),
+            ("pcpus 4\nvm a 50 pin 0 pin 1\n", "t.scn:2: pin given twice"),
+            (
+                "pcpus 4\nvm a 50 mem 0 x\n",
+                "t.scn:2: unexpected \"x\" after the mem node",
             ),
         ];
         for (text, want) in cases {
