@@ -196,7 +196,12 @@ impl<H: Host> Scheduler<H> {
             if d.is_some() {
                 u.known_demand = *d;
             }
-            u.home = h;
+            // Homes settle once the vCPU has run an interval under our eyes: at the
+            // baseline, where it last ran may predate its start (and the simulator's
+            // vCPUs have not run at all).
+            if u.usage.is_some() {
+                u.home = h;
+            }
         }
     }
 
