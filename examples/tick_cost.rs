@@ -15,6 +15,9 @@
 //! - any other URI, e.g. `qemu:///system` with guests running: the real daemon's round
 //!   trips.
 //!
+//! After the steady ticks, one more figure: writing the `--metrics-file` for that host
+//! (render, write a temporary file, rename), timed over as many writes as ticks.
+//!
 //! Two figures each: a dry run (it decides every tick and pins nothing, so an
 //! unbalanced host is planned again and again), and steady ticks (it pins; timed once
 //! nothing moved for 5 ticks in a row). libvirt's test driver reports no run-queue
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use vcpu_scheduler::host::Host;
 use vcpu_scheduler::libvirt::{self, Connection, LibvirtHost};
+use vcpu_scheduler::metrics::{Counters, MetricsFile};
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 use vcpu_scheduler::select::Selection;
 
@@ -114,7 +118,28 @@ fn run() -> Result<(), (u8, String)> {
             if dry_run { "dry-run" } else { "steady" },
             sched.report().mode.describe(),
         );
+        if !dry_run {
+            metrics_cost(&sched, ticks)?;
+        }
     }
+    Ok(())
+}
+
+/// Times `--metrics-file` writes of the scheduler's last tick into `target/tick_cost/`.
+fn metrics_cost(sched: &Scheduler<LibvirtHost<'_>>, writes: u32) -> Result<(), (u8, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tick_cost");
+    std::fs::create_dir_all(&dir).map_err(|e| (1, format!("{}: {e}", dir.display())))?;
+    let path = dir.join("vcpu-scheduler.prom");
+    let mut file = MetricsFile::new(&path).map_err(|e| (1, e))?;
+    let counters = Counters::default();
+    let report = sched.report();
+    let t = Instant::now();
+    for _ in 0..writes {
+        file.publish(&report, None, &counters);
+    }
+    let per_write = t.elapsed() / writes;
+    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    println!("  metrics file: {per_write:?} per write, {bytes} bytes");
     Ok(())
 }
 

@@ -246,3 +246,58 @@ fn a_write_that_fails_later_is_one_line_and_the_loop_goes_on() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The README's PromQL examples parse: each expression (joined across its lines) goes
+/// into a rules file that `promtool check rules` must accept.
+#[test]
+fn the_readme_promql_examples_are_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("```promql\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a promql block in the README");
+    let mut exprs: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in block.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            if !current.is_empty() {
+                exprs.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        // A line starting with an operator continues the expression above.
+        if !current.is_empty() && !line.starts_with("and ") && !line.starts_with("or ") {
+            exprs.push(std::mem::take(&mut current));
+        }
+        current.push_str(line);
+        current.push(' ');
+    }
+    if !current.is_empty() {
+        exprs.push(current);
+    }
+    assert!(exprs.len() >= 5, "{exprs:?}");
+    let mut rules = String::from("groups:\n- name: readme\n  rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        rules += &format!(
+            "  - record: readme_{i}\n    expr: '{}'\n",
+            e.trim().replace('\'', "''")
+        );
+    }
+    let dir = scratch("promql");
+    let file = dir.join("rules.yml");
+    std::fs::write(&file, &rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("run promtool (apt-get install prometheus)");
+    assert!(
+        out.status.success(),
+        "{}{}\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
