@@ -57,6 +57,8 @@ pub struct SimulateArgs {
     pub ticks: Option<u64>,
     pub json: bool,
     pub threshold_pct: f64,
+    /// Schedule as if the host had no topology (the model keeps it), for comparison.
+    pub ignore_topology: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +166,11 @@ fn simulate_options() -> Options {
         "SIGMA",
     );
     o.optflag("", "json", "one JSON object per tick, then the summary");
+    o.optflag(
+        "",
+        "ignore-topology",
+        "schedule as if the host had one node and no SMT (the model keeps its shape)",
+    );
     o.optflag("h", "help", "print this help and exit");
     o
 }
@@ -171,7 +178,7 @@ fn simulate_options() -> Options {
 pub fn usage() -> String {
     let brief = "\
 Usage: vcpu-scheduler [OPTIONS] INTERVAL
-       vcpu-scheduler simulate FILE [--policy NAME] [--ticks N] [--json]
+       vcpu-scheduler simulate FILE [--policy NAME] [--ticks N] [--json] [--ignore-topology]
 
 Keeps the pCPUs of a KVM host evenly loaded by re-pinning the vCPUs of running
 libvirt domains. Every INTERVAL seconds (fractions allowed, e.g. 0.5) it measures
@@ -306,6 +313,7 @@ fn parse_simulate(args: &[String]) -> Result<Command, UsageError> {
         ticks,
         json: m.opt_present("json"),
         threshold_pct: parse_threshold(m.opt_str("threshold"))?,
+        ignore_topology: m.opt_present("ignore-topology"),
     }))
 }
 

@@ -65,6 +65,7 @@ fn simulate(a: cli::SimulateArgs) -> Result<(), Failure> {
             threshold_pct: a.threshold_pct,
             ..Params::default()
         },
+        hide_topology: a.ignore_topology,
     };
     let stdout = io::stdout();
     match vcpu_scheduler::sim::simulate::run(&a.file, &opts, &mut stdout.lock()) {

@@ -147,11 +147,9 @@ impl<H: Host> Scheduler<H> {
                 demand: u.demand.map(|d| d.value),
                 usage_smoothed: u.usage_smoothed.map(|d| d.value),
                 fresh: u.fresh,
-                home: if u.mem_nodes != 0 {
-                    u.mem_nodes
-                } else {
-                    u.home
-                },
+                // The home settled earlier (its memory's nodes at first, or where a
+                // whole-domain move took it), else its memory's nodes.
+                home: if u.home != 0 { u.home } else { u.mem_nodes },
                 left: u
                     .left
                     .filter(|&(t, _)| tick <= t + no_return)

@@ -329,6 +329,8 @@ pub struct Scratch {
     ties: Vec<usize>,
     /// Planning load of each core (the sum over its SMT threads).
     core_load: Vec<f64>,
+    /// Busy vCPUs (demand ≥ 50 %) on each core, while the SMT rules run.
+    core_busy: Vec<u32>,
     /// Number of NUMA nodes.
     nodes: usize,
     /// While a node is balanced on its own: the only node the searches look at.

@@ -83,14 +83,16 @@ fn least_loaded_node(s: &Scratch) -> Option<usize> {
 
 /// Is there topology work for the plan: a node over capacity while another has room,
 /// or two busy vCPUs on one core while a core of their node has no busy vCPU?
-pub(super) fn needs_work(items: &[Item], params: &Params, s: &Scratch) -> bool {
-    overloaded_node(params, s).is_some() || smt_conflict(items, s, true).is_some()
+pub(super) fn needs_work(items: &[Item], params: &Params, s: &mut Scratch) -> bool {
+    overloaded_node(params, s).is_some() || any_smt_conflict(items, s)
 }
 
 /// A node whose demand exceeds its capacity, and the other node with the most room:
-/// `(node, excess, target, room)`.
+/// `(node, excess, target, room)`. Only on known demand: a guess (a vCPU just taken in,
+/// or one squeezed with no history) can make a node look full that is not, and a
+/// domain moved on it would run away from its memory for nothing.
 fn overloaded_node(params: &Params, s: &Scratch) -> Option<(usize, f64, usize, f64)> {
-    if s.nodes < 2 {
+    if s.nodes < 2 || s.item.iter().any(|w| w.uncertain) {
         return None;
     }
     (0..s.nodes).find_map(|n| {
@@ -187,85 +189,157 @@ pub(super) fn node_moves(
     }
 }
 
-/// A core holding two or more busy vCPUs, and a core of the same node (allowed, in
-/// scope or not) holding none: `(crowded, free)`. With `any_node` false, only the
-/// node in `s.scope`. Only on hosts with SMT.
-fn smt_conflict(items: &[Item], s: &Scratch, any_node: bool) -> Option<(u32, u32)> {
+/// Is item `j` a busy vCPU for the SMT rules: demand at least [`BUSY`], measured?
+fn is_busy(items: &[Item], s: &Scratch, j: usize) -> bool {
+    s.item[j].demand >= BUSY && items[j].usage.is_some()
+}
+
+/// Count the busy vCPUs of each core into `s.core_busy`. False on a host without SMT.
+fn count_core_busy(items: &[Item], s: &mut Scratch) -> bool {
     if s.core_load.len() >= s.pcpu.len() {
-        return None; // one thread per core
+        return false; // one thread per core
     }
-    let busy_on = |core: u32| {
-        s.item
-            .iter()
-            .enumerate()
-            .filter(|(j, w)| {
-                w.demand >= BUSY
-                    && items[*j].usage.is_some()
-                    && w.at.is_some_and(|p| s.pcpu[p].core == core)
-            })
-            .count()
-    };
-    let core_open = |core: u32, node: u16| {
-        s.pcpu
-            .iter()
-            .filter(|p| p.core == core)
-            .all(|p| p.allowed && p.node == node)
-    };
-    for p in 0..s.pcpu.len() {
-        let w = &s.pcpu[p];
-        if !w.allowed || (!any_node && s.scope.is_some_and(|n| n != w.node)) {
-            continue;
-        }
-        // Look at each core once, from its lowest-numbered thread.
-        if s.pcpu[..p].iter().any(|q| q.core == w.core) || busy_on(w.core) < 2 {
-            continue;
-        }
-        let free = s
-            .pcpu
-            .iter()
-            .filter(|q| q.node == w.node && q.core != w.core && core_open(q.core, w.node))
-            .map(|q| q.core)
-            .find(|&c| busy_on(c) == 0);
-        if let Some(free) = free {
-            return Some((w.core, free));
+    s.core_busy.clear();
+    s.core_busy.resize(s.core_load.len(), 0);
+    for j in 0..items.len() {
+        if let Some(p) = s.item[j].at.filter(|_| is_busy(items, s, j)) {
+            s.core_busy[s.pcpu[p].core as usize] += 1;
         }
     }
-    None
+    true
+}
+
+/// Every thread of `core` is allowed and on `node`: a core the plan may fill.
+fn core_open(s: &Scratch, core: u32, node: u16) -> bool {
+    s.pcpu
+        .iter()
+        .filter(|p| p.core == core)
+        .all(|p| p.allowed && p.node == node)
+}
+
+/// The pCPU through which each crowded core is looked at: its lowest-numbered thread,
+/// allowed, with two or more busy vCPUs on the core.
+fn crowded(s: &Scratch, p: usize) -> bool {
+    let w = &s.pcpu[p];
+    w.allowed && s.core_busy[w.core as usize] >= 2 && !s.pcpu[..p].iter().any(|q| q.core == w.core)
+}
+
+/// A core of `node` other than `core` with no busy vCPU, all of it allowed: the
+/// `skip`-th such core by planning load, least loaded first (lowest index on ties).
+fn free_core(s: &Scratch, core: u32, node: u16, skip: usize) -> Option<u32> {
+    let mut best: [Option<(f64, u32)>; FREE_TRIED] = [None; FREE_TRIED];
+    for (c, &busy) in s.core_busy.iter().enumerate() {
+        let c = c as u32;
+        if busy != 0 || c == core || !s.pcpu.iter().any(|q| q.core == c && q.node == node) {
+            continue;
+        }
+        if !core_open(s, c, node) {
+            continue;
+        }
+        let load = s.core_load[c as usize];
+        // Keep the FREE_TRIED least loaded, sorted.
+        let mut cand = Some((load, c));
+        for slot in &mut best {
+            match (*slot, cand) {
+                (None, _) => {
+                    *slot = cand;
+                    break;
+                }
+                (Some(b), Some(x)) if x.0 < b.0 => {
+                    *slot = Some(x);
+                    cand = Some(b);
+                }
+                _ => {}
+            }
+        }
+    }
+    best.get(skip).copied().flatten().map(|(_, c)| c)
+}
+
+/// How many free cores are tried for each crowded one before giving up on it.
+const FREE_TRIED: usize = 4;
+
+/// Is there a busy pair on one core while a core of the same node has no busy vCPU?
+fn any_smt_conflict(items: &[Item], s: &mut Scratch) -> bool {
+    if !count_core_busy(items, s) {
+        return false;
+    }
+    (0..s.pcpu.len())
+        .any(|p| crowded(s, p) && free_core(s, s.pcpu[p].core, s.pcpu[p].node, 0).is_some())
 }
 
 /// Never leave a core of a node without a busy vCPU while two busy vCPUs share another
-/// core of that node: move the smaller busy one to the free core's least loaded thread,
-/// as long as that thread ends no busier than the one it leaves (or a whole pCPU).
+/// core of that node. For each crowded core, each free core (least loaded first): move
+/// a busy vCPU to one of its threads, or exchange it with a light vCPU there, whichever
+/// leaves the busier of the two threads least loaded, as long as that is no more than
+/// the busier of them was before (or a whole pCPU).
 pub(super) fn smt_moves(items: &[Item], s: &mut Scratch, moves: &mut Vec<Planned>) {
-    for _ in 0..items.len() {
-        let Some((crowded, free)) = smt_conflict(items, s, true) else {
-            return;
-        };
-        let v = (0..items.len())
-            .filter(|&j| {
-                let w = &s.item[j];
-                w.demand >= BUSY
-                    && w.at
-                        .is_some_and(|p| s.pcpu[p].core == crowded && movable(items, s, j, p))
-            })
-            .min_by(|&a, &b| {
-                s.item[a]
-                    .demand
-                    .total_cmp(&s.item[b].demand)
-                    .then(a.cmp(&b))
-            });
-        let to = (0..s.pcpu.len())
-            .filter(|&p| s.pcpu[p].core == free && s.pcpu[p].allowed)
-            .min_by(|&a, &b| s.pcpu[a].load.total_cmp(&s.pcpu[b].load).then(a.cmp(&b)));
-        let (Some(v), Some(to)) = (v, to) else { return };
-        let from = s.item[v].at.unwrap_or(to);
-        let d = s.item[v].demand;
-        if s.pcpu[to].load + d > s.pcpu[from].load.max(1.0) + TIE_LOAD {
-            return;
-        }
-        moves.push(planned(items, s, v, to, Why::Smt));
-        super::moves::apply(s, v, to);
+    if !count_core_busy(items, s) {
+        return;
     }
+    for p in 0..s.pcpu.len() {
+        let mut skip = 0;
+        while crowded(s, p) && skip < FREE_TRIED {
+            let (core, node) = (s.pcpu[p].core, s.pcpu[p].node);
+            let Some(free) = free_core(s, core, node, skip) else {
+                break;
+            };
+            match best_smt_fix(items, s, core, free) {
+                Some((v, to, partner)) => {
+                    let from = s.item[v].at.unwrap_or(to);
+                    moves.push(planned(items, s, v, to, Why::Smt));
+                    if let Some(k) = partner {
+                        moves.push(planned(items, s, k, from, Why::Smt));
+                    }
+                    super::moves::apply(s, v, to);
+                    if let Some(k) = partner {
+                        super::moves::apply(s, k, from);
+                    }
+                    s.core_busy[core as usize] -= 1;
+                    s.core_busy[free as usize] += 1;
+                }
+                None => skip += 1,
+            }
+        }
+    }
+}
+
+/// The best way to take a busy vCPU off `crowded` onto a thread of `free`:
+/// `(vcpu, to, partner)`, the partner being the light vCPU it exchanges places with.
+fn best_smt_fix(
+    items: &[Item],
+    s: &Scratch,
+    crowded: u32,
+    free: u32,
+) -> Option<(usize, usize, Option<usize>)> {
+    let mut best: Option<(f64, usize, usize, Option<usize>)> = None;
+    let mut consider = |cost: f64, limit: f64, v: usize, to: usize, k: Option<usize>| {
+        if cost <= limit + TIE_LOAD && best.is_none_or(|b| cost < b.0 - TIE_LOAD) {
+            best = Some((cost, v, to, k));
+        }
+    };
+    for v in 0..items.len() {
+        let Some(from) = s.item[v].at else { continue };
+        if s.pcpu[from].core != crowded || !is_busy(items, s, v) || !movable(items, s, v, from) {
+            continue;
+        }
+        let dv = s.item[v].demand;
+        let lf = s.pcpu[from].load;
+        for to in (0..s.pcpu.len()).filter(|&t| s.pcpu[t].core == free && s.pcpu[t].allowed) {
+            let lt = s.pcpu[to].load;
+            let limit = lf.max(lt).max(1.0);
+            consider(lt + dv, lf.max(1.0), v, to, None);
+            for k in 0..items.len() {
+                if s.item[k].at != Some(to) || is_busy(items, s, k) || !movable(items, s, k, to) {
+                    continue;
+                }
+                let dk = s.item[k].demand;
+                let cost = (lt - dk + dv).max(lf - dv + dk);
+                consider(cost, limit, v, to, Some(k));
+            }
+        }
+    }
+    best.map(|(_, v, to, k)| (v, to, k))
 }
 
 /// Loads closer than this are equal.

@@ -78,6 +78,9 @@ pub struct SimHost {
     /// Whether the topology was given (a scenario's `topology` line): only then does
     /// [`Host::topology`] report it, so a flat host reads exactly as before.
     shaped: bool,
+    /// The scheduler is not told the shape (to measure what ignoring it costs); the
+    /// model and the summary's figures still use it.
+    hidden: bool,
     now_ns: u64,
     /// Running domains, and stopped ones the scheduler has not refreshed away yet.
     pub(super) domains: Vec<SimDomain>,
@@ -135,6 +138,7 @@ impl SimHost {
             smt: SmtModel::new(&topology),
             topology,
             shaped,
+            hidden: false,
             now_ns: 0,
             domains: Vec::new(),
             listed: 0,
@@ -167,6 +171,12 @@ impl SimHost {
     /// libvirt's test driver: the scheduler then estimates demand from usage.
     pub fn set_reports_delay(&mut self, on: bool) {
         self.reports_delay = on;
+    }
+
+    /// Keep the topology from the scheduler ([`Host::topology`] says none), while the
+    /// model still runs on it: what a topology-blind scheduler would do on this host.
+    pub fn hide_topology(&mut self, hidden: bool) {
+        self.hidden = hidden;
     }
 
     /// Start a domain with one vCPU per demand (fractions of one pCPU, 0–1.0), every
@@ -376,7 +386,7 @@ impl Host for SimHost {
     }
 
     fn topology(&self) -> Option<&Topology> {
-        self.shaped.then_some(&self.topology)
+        (self.shaped && !self.hidden).then_some(&self.topology)
     }
 
     fn now_ns(&self) -> u64 {

@@ -32,6 +32,8 @@ pub struct SimOptions {
     /// The threshold (σ, percentage points, at or below which the host counts as
     /// balanced) and the policy's tuning.
     pub params: Params,
+    /// Run the scheduler as if the host had no topology (the model keeps it).
+    pub hide_topology: bool,
 }
 
 impl Default for SimOptions {
@@ -41,6 +43,7 @@ impl Default for SimOptions {
             ticks: None,
             json: false,
             params: Params::default(),
+            hide_topology: false,
         }
     }
 }
@@ -186,7 +189,8 @@ pub fn run_scenario_then<T>(
     at_end: impl FnOnce(&SimHost) -> T,
 ) -> Result<(Summary, T), SimError> {
     let host_err = |tick| move |error| SimError::Host { tick, error };
-    let host = start_host(sc)?;
+    let mut host = start_host(sc)?;
+    host.hide_topology(opts.hide_topology);
     // Demands as fractions, for one domain at a time; sized once for the widest.
     let widest = sc
         .domains
