@@ -150,6 +150,7 @@ impl<H: Host> Scheduler<H> {
                 // The home settled earlier (its memory's nodes at first, or where a
                 // whole-domain move took it), else its memory's nodes.
                 home: if u.home != 0 { u.home } else { u.mem_nodes },
+                mem_nodes: u.mem_nodes,
                 left: u
                     .left
                     .filter(|&(t, _)| tick <= t + no_return)

@@ -141,6 +141,9 @@ pub struct Item {
     /// bound, or where the domain was first seen to run; 0 when not settled yet (the
     /// plan settles it, see [`Outputs::home`]).
     pub home: u64,
+    /// The nodes its domain's memory is bound to (`<numatune>`), 0 when not bound:
+    /// such a domain pays most for running away from them.
+    pub mem_nodes: u64,
     /// Its domain started since the scheduler began: with no usage yet, it is still
     /// taken into management at once, on a guessed demand.
     pub fresh: bool,
@@ -173,6 +176,9 @@ pub enum Why {
     /// Its whole domain moved to another node: its own was over capacity, the other
     /// had room for all of it.
     Node,
+    /// Its whole domain went back to the node its memory is bound to, which has room
+    /// for it again.
+    Home,
     /// It shared a core with another busy vCPU while a core of the node was free.
     Smt,
     /// Its pCPU was well over the bound when newcomers were placed: placed with them.
@@ -190,6 +196,7 @@ impl Why {
             Why::Outside => "outside the allowed pcpus",
             Why::Remote => "back to its domain's home node",
             Why::Node => "its domain moved to a node with room for it",
+            Why::Home => "its domain went back to its memory's node, which has room again",
             Why::Smt => "off a core shared with another busy vcpu",
             Why::Relief => "its pcpu was overloaded as new vcpus arrived",
             Why::Busiest => "off the busiest pcpu",

@@ -14,6 +14,7 @@ fn pinned(usage: f64, p: usize, group: u32) -> Item {
         left: None,
         fresh: false,
         home: 0,
+        mem_nodes: 0,
     }
 }
 
@@ -173,6 +174,7 @@ fn new_vcpus_are_placed_largest_first_one_heavy_one_light_per_pcpu() {
             left: None,
             fresh: false,
             home: 0,
+            mem_nodes: 0,
             group: i,
         });
     }
@@ -199,6 +201,7 @@ fn vcpus_of_one_domain_spread_on_ties() {
             left: None,
             fresh: false,
             home: 0,
+            mem_nodes: 0,
             group: 7,
         })
         .collect();
@@ -237,6 +240,7 @@ fn nothing_measured_means_nothing_decided() {
         left: None,
         fresh: false,
         home: 0,
+        mem_nodes: 0,
         group: 0,
     }];
     let (a, moves) = run(Policy::Balance, &items, 2);

@@ -84,7 +84,16 @@ fn least_loaded_node(s: &Scratch) -> Option<usize> {
 /// Is there topology work for the plan: a node over capacity while another has room,
 /// or two busy vCPUs on one core while a core of their node has no busy vCPU?
 pub(super) fn needs_work(items: &[Item], params: &Params, s: &mut Scratch) -> bool {
-    overloaded_node(params, s).is_some() || any_smt_conflict(items, s)
+    overloaded_node(params, s).is_some() || any_smt_conflict(items, s) || any_away(items, s)
+}
+
+/// Is a domain away from the node its memory is bound to (it may come back)?
+fn any_away(items: &[Item], s: &Scratch) -> bool {
+    s.nodes > 1
+        && items
+            .iter()
+            .zip(&s.item)
+            .any(|(it, w)| it.mem_nodes != 0 && w.home & it.mem_nodes == 0)
 }
 
 /// A node whose demand exceeds its capacity, and the other node with the most room:
@@ -122,11 +131,15 @@ pub(super) fn node_moves(
     s: &mut Scratch,
     moves: &mut Vec<Planned>,
 ) {
+    if return_home(items, params, s, moves) {
+        return;
+    }
     let Some((node, excess, target, room)) = overloaded_node(params, s) else {
         return;
     };
     let home = 1u64 << node;
-    let mut best: Option<(usize, f64)> = None; // (first item of the domain, its demand)
+    // (first item of the domain, its demand, its memory bound)
+    let mut best: Option<(usize, f64, bool)> = None;
     let mut i = 0;
     while i < items.len() {
         let (first, len) = (s.item[i].group_first, s.item[i].group_len.max(1));
@@ -147,17 +160,64 @@ pub(super) fn node_moves(
         if demand <= params.min_gain || demand > room - params.min_gain {
             continue;
         }
-        // Smallest that is enough; else the largest that fits.
+        // A domain whose memory is not bound first: its pages follow it (the kernel's
+        // NUMA balancing migrates them), where a bound domain's stay behind. Then the
+        // smallest that is enough; else the largest that fits.
+        let bound = items[first].mem_nodes != 0;
         let better = match best {
             None => true,
-            Some((_, b)) if b >= excess => demand >= excess && demand < b,
-            Some((_, b)) => demand >= excess || demand > b,
+            Some((_, _, b)) if b != bound => !bound,
+            Some((_, b, _)) if b >= excess => demand >= excess && demand < b,
+            Some((_, b, _)) => demand >= excess || demand > b,
         };
         if better {
-            best = Some((first, demand));
+            best = Some((first, demand, bound));
         }
     }
-    let Some((first, _)) = best else { return };
+    let Some((first, _, _)) = best else { return };
+    move_domain(items, s, first, target, Why::Node, moves);
+}
+
+/// A domain sent away from the node its memory is bound to comes back once that node
+/// has room for all of it again (one per tick, on known demand).
+fn return_home(items: &[Item], params: &Params, s: &mut Scratch, moves: &mut Vec<Planned>) -> bool {
+    if s.nodes < 2 || s.item.iter().any(|w| w.uncertain) {
+        return false;
+    }
+    let mut i = 0;
+    while i < items.len() {
+        let (first, len) = (s.item[i].group_first, s.item[i].group_len.max(1));
+        let end = (first + len).min(items.len());
+        i = end;
+        let mem = items[first].mem_nodes;
+        if mem == 0 || s.item[first].home & mem != 0 {
+            continue;
+        }
+        let Some(node) = (0..s.nodes.min(MAX_NODES)).find(|&n| mem & (1 << n) != 0) else {
+            continue;
+        };
+        let all_movable =
+            (first..end).all(|j| s.item[j].at.is_some_and(|p| movable(items, s, j, p)));
+        let demand: f64 = (first..end).map(|j| s.item[j].demand).sum();
+        let (load, cap) = node_load(s, node);
+        if all_movable && cap > 0.0 && load + demand <= cap - params.min_gain {
+            move_domain(items, s, first, node, Why::Home, moves);
+            return true;
+        }
+    }
+    false
+}
+
+/// Move the domain whose first item is `first` to node `target`, all its vCPUs, and
+/// make that node its home.
+fn move_domain(
+    items: &[Item],
+    s: &mut Scratch,
+    first: usize,
+    target: usize,
+    why: Why,
+    moves: &mut Vec<Planned>,
+) {
     let end = (first + s.item[first].group_len.max(1)).min(items.len());
     for w in &mut s.item[first..end] {
         w.home = 1 << target;
@@ -182,7 +242,7 @@ pub(super) fn node_moves(
             }
             continue;
         };
-        let mut m = planned(items, s, j, to, Why::Node);
+        let mut m = planned(items, s, j, to, why);
         m.loads.0 = from_load;
         moves.push(m);
         put(s, j, to);
