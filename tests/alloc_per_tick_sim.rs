@@ -1,7 +1,8 @@
 //! Zero heap allocation per tick over the simulated host: the same loop, the other
-//! `Host`. Loads change and vCPUs move while the allocator counts; only `advance` and
-//! `tick` run inside the counted region. The only test in its file (the harness
-//! allocates on other threads).
+//! `Host`, flat and with a topology (2 nodes × 4 cores × 2 threads, some domains'
+//! memory bound to a node, so node moves and the SMT rule run). Loads change and vCPUs
+//! move while the allocator counts; only `advance` and `tick` run inside the counted
+//! region. The only test in its file (the harness allocates on other threads).
 
 mod counting_alloc;
 
@@ -9,18 +10,30 @@ use counting_alloc::allocations;
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 use vcpu_scheduler::sim::SimHost;
+use vcpu_scheduler::topology::Topology;
 
 const SECOND_NS: u64 = 1_000_000_000;
 
 #[test]
 fn steady_state_ticks_over_the_simulator_allocate_nothing() {
-    let mut host = SimHost::new(16);
-    host.set_noise(5.0, 3);
-    for i in 0..40 {
-        let pin = CpuMap::parse_list(if i % 2 == 0 { "0" } else { "all" }, 16).unwrap();
-        host.add_domain(&format!("d{i}"), &[0.3, 0.9, 0.1], &pin)
-            .unwrap();
+    for shaped in [false, true] {
+        let mut host = if shaped {
+            SimHost::with_topology(Topology::from_shape(2, 4, 2))
+        } else {
+            SimHost::new(16)
+        };
+        host.set_noise(5.0, 3);
+        for i in 0..40 {
+            let pin = CpuMap::parse_list(if i % 2 == 0 { "0" } else { "all" }, 16).unwrap();
+            let mem = (shaped && i % 3 == 0).then_some((i % 2) as u16);
+            host.add_domain_with_memory(&format!("d{i}"), &[0.3, 0.9, 0.1], &pin, mem)
+                .unwrap();
+        }
+        ticks_allocate_nothing(host, shaped);
     }
+}
+
+fn ticks_allocate_nothing(host: SimHost, shaped: bool) {
     let mut sched = Scheduler::new(host, SchedConfig::default());
     for _ in 0..10 {
         sched.host_mut().advance(SECOND_NS);
@@ -55,9 +68,9 @@ fn steady_state_ticks_over_the_simulator_allocate_nothing() {
         moves > 0,
         "the load changes must make the scheduler move vCPUs"
     );
-    eprintln!("{moves} migrations and {allocs} allocations in 1,000 ticks");
+    eprintln!("shaped {shaped}: {moves} migrations and {allocs} allocations in 1,000 ticks");
     assert_eq!(
         allocs, 0,
-        "heap allocations in 1,000 ticks ({moves} migrations)"
+        "heap allocations in 1,000 ticks ({moves} migrations, shaped {shaped})"
     );
 }

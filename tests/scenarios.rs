@@ -780,3 +780,52 @@ mod topology {
         assert!(after.contains(",\"smt_conflicts\":0,\"work\":"), "{last}");
     }
 }
+
+/// The topology scenarios under the `balance` policy, demand measured and estimated:
+/// each reaches the right answer its header states, and without the topology
+/// (`--ignore-topology`) it does not, so each rule is what gets it there.
+#[test]
+fn the_policy_reaches_each_topology_scenarios_right_answer() {
+    use vcpu_scheduler::sim::simulate::run_scenario_then;
+    let run = |name: &str, delay: bool, hide: bool| {
+        let mut sc = Scenario::load(&scenario_path(name)).unwrap();
+        sc.reports_delay &= delay;
+        let opts = SimOptions {
+            hide_topology: hide,
+            ..SimOptions::default()
+        };
+        // Where each vCPU of `big` and `b` runs at the end (numa-overflow's answer).
+        run_scenario_then(&sc, &opts, &mut io::sink(), |h| {
+            let on = |d: &str, v: usize| h.vcpu(d, v).map(|x| x.ran_on.0);
+            [on("big", 0), on("big", 1), on("b", 0)]
+        })
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    for delay in [true, false] {
+        for name in ["smt-spread", "smt-half"] {
+            let (s, _) = run(name, delay, false);
+            assert_eq!((s.smt_conflicts, s.remote_vcpus), (0, 0), "{name}: {s}");
+            assert_eq!(s.reversals, 0, "{name}: {s}");
+            let (blind, _) = run(name, delay, true);
+            assert!(blind.smt_conflicts > 0, "{name} without topology: {blind}");
+            assert!(s.work_pct > blind.work_pct + 10.0, "{name}: {s} vs {blind}");
+        }
+        for name in ["numa-two-nodes", "numa-nomem"] {
+            let (s, _) = run(name, delay, false);
+            assert_eq!(s.remote_vcpus, 0, "{name}: {s}");
+            let (blind, _) = run(name, delay, true);
+            assert!(blind.remote_vcpus > 0, "{name} without topology: {blind}");
+        }
+        // numa-overflow: b, the one-vCPU domain, moves to node 1 whole; big stays home
+        // on node 0 (pCPUs 0-1), one vCPU per pCPU, and nothing comes back.
+        let (s, [big0, big1, b]) = run("numa-overflow", delay, false);
+        let (big0, big1, b) = (big0.unwrap(), big1.unwrap(), b.unwrap());
+        assert!(
+            big0 < 2 && big1 < 2 && big0 != big1,
+            "big on {big0}, {big1}: {s}"
+        );
+        assert!(b >= 2, "b on {b}: {s}");
+        assert_eq!((s.remote_vcpus, s.reversals), (1, 0), "{s}");
+        assert!(s.work_pct >= 95.0, "{s}");
+    }
+}

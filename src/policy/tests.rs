@@ -522,3 +522,86 @@ fn new_vcpus_spread_over_cores_before_sibling_threads() {
     let core = |p: usize| pcpus[p].core;
     assert_ne!(core(moves[0].to), core(moves[1].to), "{moves:?}");
 }
+
+#[test]
+fn a_domain_whose_memory_is_not_bound_moves_node_before_one_whose_memory_is() {
+    // Node 0 wants 2.6 of 2.0: domains 1 (bound to node 0) and 2 (not bound) are 0.7
+    // each, either enough. Domain 2 goes: its memory can follow it.
+    let pcpus = shaped(2, 2, 1);
+    let mut items = vec![
+        pinned(0.6, 0, 0),
+        pinned(0.6, 1, 0),
+        pinned(0.7, 0, 1),
+        pinned(0.7, 1, 2),
+    ];
+    for it in &mut items[..3] {
+        it.mem_nodes = 1;
+        it.home = 1;
+    }
+    let (_, moves, home) = plan_on(&pcpus, &mut items);
+    let node_moves: Vec<_> = moves.iter().filter(|m| m.why == Why::Node).collect();
+    assert_eq!(node_moves.len(), 1, "{moves:?}");
+    assert_eq!(node_moves[0].item, 3);
+    assert!(node_moves[0].to >= 2);
+    assert_eq!((home[2], home[3]), (1, 2));
+}
+
+#[test]
+fn a_bound_domain_sent_away_returns_once_its_memory_node_has_room() {
+    // Domain 0's memory is on node 0, but an earlier tick sent it to node 1 (home 2).
+    // Node 0 now carries 0.5 of 2.0: room for its 2 × 0.6, so it comes back, whole.
+    let pcpus = shaped(2, 2, 1);
+    let mut items = vec![pinned(0.6, 2, 0), pinned(0.6, 3, 0), pinned(0.5, 0, 1)];
+    for it in &mut items[..2] {
+        it.mem_nodes = 1;
+        it.home = 2;
+    }
+    let (_, moves, home) = plan_on(&pcpus, &mut items);
+    let back: Vec<_> = moves.iter().filter(|m| m.why == Why::Home).collect();
+    assert_eq!(back.len(), 2, "{moves:?}");
+    assert!(back.iter().all(|m| m.to < 2), "{moves:?}");
+    assert_eq!((home[0], home[1]), (1, 1));
+    // Without room there (node 0 at 1.8), it stays away: no ping-pong.
+    items[2].usage = Some(0.9);
+    items.push(pinned(0.9, 1, 3));
+    let (_, moves, _) = plan_on(&pcpus, &mut items);
+    assert!(moves.iter().all(|m| m.why != Why::Home), "{moves:?}");
+}
+
+#[test]
+fn a_busy_vcpu_exchanges_places_with_a_light_one_on_a_core_without_busy_vcpus() {
+    // Core 0 (pCPUs 0, 1): two busy vCPUs, one per thread. Core 1 (2, 3): two light
+    // ones. Loads read 1, 1, 0.2, 0.2 whichever way: only the cores tell them apart.
+    let pcpus = shaped(1, 2, 2);
+    let mut items = vec![
+        pinned(1.0, 0, 0),
+        pinned(1.0, 1, 1),
+        pinned(0.2, 2, 2),
+        pinned(0.2, 3, 3),
+    ];
+    let (_, moves, _) = plan_on(&pcpus, &mut items);
+    assert_eq!(moves.len(), 2, "{moves:?}");
+    assert!(moves.iter().all(|m| m.why == Why::Smt), "{moves:?}");
+    let busy_to = moves.iter().find(|m| m.item < 2).unwrap().to;
+    let light_to = moves.iter().find(|m| m.item >= 2).unwrap().to;
+    assert!(busy_to >= 2 && light_to < 2, "{moves:?}");
+}
+
+#[test]
+fn allowed_pcpus_apply_within_each_node() {
+    // 2 nodes × 2 pCPUs, only pCPUs 1 and 3 allowed. A new vCPU of a domain at home on
+    // node 1 goes to pCPU 3, never to node 0's allowed pCPU 1.
+    let mut pcpus = shaped(2, 2, 1);
+    for p in [0, 2] {
+        pcpus[p].allowed = false;
+    }
+    let mut items = vec![pinned(0.5, 3, 0), pinned(0.5, 3, 0)];
+    items[1].pinned = None;
+    items[1].last_ran = Some(2);
+    items[0].mem_nodes = 2;
+    items[1].mem_nodes = 2;
+    let (_, moves, home) = plan_on(&pcpus, &mut items);
+    assert_eq!(home, [2, 2]);
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0].to, 3, "{moves:?}");
+}

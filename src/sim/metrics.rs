@@ -141,6 +141,44 @@ impl SimHost {
 
     /// The placement the next interval will use and the demand it puts on each pCPU:
     /// the stored one, or computed afresh when pins or demands changed since.
+    /// A reference for [`SimHost::max_over_bound_within_nodes`]: keep each vCPU in the
+    /// node the final placement put it in, and place each node's vCPUs again from
+    /// scratch, largest first onto the least loaded of the node's pCPUs; the worst
+    /// node's busiest over its bound. What a good placement within the nodes reaches
+    /// for this split of the vCPUs between nodes (not always the best one).
+    pub fn largest_first_within_nodes(&self) -> f64 {
+        let (placement, _) = self.next_placement();
+        let nodes = self.topology.nodes();
+        let mut worst = 1.0_f64;
+        for n in 0..nodes {
+            let pcpus = (0..self.pcpus).filter(|&p| self.node_of(p) == n).count();
+            let mut demands: Vec<f64> = self
+                .running()
+                .zip(placement.iter())
+                .filter(|&(_, &p)| self.node_of(p as usize) == n)
+                .map(|(v, _)| v.demand)
+                .collect();
+            if pcpus == 0 || demands.is_empty() {
+                continue;
+            }
+            demands.sort_by(|a, b| b.total_cmp(a));
+            let mut load = vec![0.0_f64; pcpus];
+            for d in &demands {
+                let least = (0..pcpus)
+                    .min_by(|&a, &b| load[a].total_cmp(&load[b]))
+                    .unwrap_or(0);
+                load[least] += d;
+            }
+            let total: f64 = demands.iter().sum();
+            let bound = demands[0].max(total / pcpus as f64);
+            let busiest = load.iter().copied().fold(0.0, f64::max);
+            if bound > 0.0 {
+                worst = worst.max(busiest / bound);
+            }
+        }
+        worst
+    }
+
     fn next_placement(&self) -> (Cow<'_, [u32]>, Cow<'_, [f64]>) {
         if !self.placement_stale {
             return (

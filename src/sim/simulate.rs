@@ -66,6 +66,10 @@ pub struct Summary {
     /// Busiest pCPU's demand over the best possible, for the final placement (1.0 is
     /// perfect; see [`SimHost::demand_placement_stats`]).
     pub max_over_bound: f64,
+    /// The same, node by node (each node's busiest pCPU over its own bound), worst
+    /// node; only on a host of several nodes
+    /// ([`SimHost::max_over_bound_within_nodes`]).
+    pub max_over_bound_nodes: Option<f64>,
     /// vCPUs off their domain's home node in the final placement
     /// ([`SimHost::remote_vcpus`]); 0 on a host of one node.
     pub remote_vcpus: u64,
@@ -104,10 +108,14 @@ impl fmt::Display for Summary {
             Some(s) => write!(f, "{s:.2}")?,
             None => f.write_str("-")?,
         }
+        write!(f, " max_over_bound={:.3}", self.max_over_bound)?;
+        if let Some(r) = self.max_over_bound_nodes {
+            write!(f, " max_over_bound_nodes={r:.3}")?;
+        }
         write!(
             f,
-            " max_over_bound={:.3} remote_vcpus={} smt_conflicts={} work={:.1}",
-            self.max_over_bound, self.remote_vcpus, self.smt_conflicts, self.work_pct
+            " remote_vcpus={} smt_conflicts={} work={:.1}",
+            self.remote_vcpus, self.smt_conflicts, self.work_pct
         )
     }
 }
@@ -269,6 +277,8 @@ pub fn run_scenario_then<T>(
         reversals,
         final_sigma_pct: sigma_pct.last().copied().flatten(),
         max_over_bound: host.max_over_bound(),
+        max_over_bound_nodes: (host.topology.nodes() > 1)
+            .then(|| host.max_over_bound_within_nodes()),
         remote_vcpus: host.remote_vcpus(),
         smt_conflicts: host.smt_conflicts(),
         work_pct: host.work_pct(),
@@ -356,6 +366,10 @@ fn write_json_summary(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
     write_json_num(out, s.final_sigma_pct)?;
     out.write_all(b",\"max_over_bound\":")?;
     write_json_num(out, Some(s.max_over_bound))?;
+    if let Some(r) = s.max_over_bound_nodes {
+        out.write_all(b",\"max_over_bound_nodes\":")?;
+        write_json_num(out, Some(r))?;
+    }
     write!(
         out,
         ",\"remote_vcpus\":{},\"smt_conflicts\":{},\"work\":",
@@ -397,6 +411,7 @@ mod tests {
             reversals: 1,
             final_sigma_pct: Some(7.123),
             max_over_bound: 1.0,
+            max_over_bound_nodes: None,
             remote_vcpus: 3,
             smt_conflicts: 1,
             work_pct: 87.654,
