@@ -50,8 +50,9 @@ pub(super) fn place_new(
         .sort_unstable_by(|&a, &b| work[b].demand.total_cmp(&work[a].demand).then(a.cmp(&b)));
     for k in 0..s.order.len() {
         let i = s.order[k];
+        // No allowed pCPU for it (none at all): it stays where it is, unplanned.
         let Some(to) = place_one(items, s, i) else {
-            return;
+            continue;
         };
         let w = &s.item[i];
         let from_load = items[i].pinned.map_or(0.0, |p| s.pcpu[p].load + w.demand);
@@ -196,7 +197,11 @@ pub(super) fn balance_moves(
     s: &mut Scratch,
     moves: &mut Vec<Planned>,
 ) {
-    super::topo::node_moves(items, params, s, moves);
+    // Domains change node on a settled placement only: not in a tick that is taking
+    // vCPUs in (their pCPUs' loads are still moving).
+    if moves.is_empty() {
+        super::topo::node_moves(items, params, s, moves);
+    }
     index_by_pcpu(s);
     // Each node is balanced on its own: vCPUs stay on their domain's node.
     for node in 0..s.nodes as u16 {

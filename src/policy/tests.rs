@@ -604,4 +604,12 @@ fn allowed_pcpus_apply_within_each_node() {
     assert_eq!(home, [2, 2]);
     assert_eq!(moves.len(), 1, "{moves:?}");
     assert_eq!(moves[0].to, 3, "{moves:?}");
+
+    // With none of node 1 allowed, its domain is placed on node 0 rather than nowhere.
+    pcpus[3].allowed = false;
+    pcpus[0].allowed = true;
+    let (_, moves, home) = plan_on(&pcpus, &mut items);
+    assert_eq!(home, [1, 1]);
+    assert_eq!(moves.len(), 2, "{moves:?}");
+    assert!(moves.iter().all(|m| m.to < 2), "{moves:?}");
 }

@@ -26,11 +26,18 @@ pub(super) fn settle_homes(items: &[Item], s: &mut Scratch) {
     } else {
         (1u64 << nodes) - 1
     };
+    // Nodes with an allowed pCPU: a home without one (--cpus leaves none of it) could
+    // take no vCPU, so such a domain is homed like one without a home.
+    let usable = s
+        .pcpu
+        .iter()
+        .filter(|p| p.allowed && (p.node as usize) < MAX_NODES)
+        .fold(0u64, |m, p| m | 1 << p.node);
     let mut i = 0;
     while i < items.len() {
         let (first, len) = (s.item[i].group_first, s.item[i].group_len.max(1));
         let end = (first + len).min(items.len());
-        let given = items[first].home & all;
+        let given = items[first].home & all & usable;
         let home = if given != 0 {
             given
         } else {
@@ -38,7 +45,7 @@ pub(super) fn settle_homes(items: &[Item], s: &mut Scratch) {
             for it in &items[first..end] {
                 if let Some(p) = it.pinned.or(it.last_ran) {
                     let n = s.pcpu[p].node as usize;
-                    if n < MAX_NODES {
+                    if n < MAX_NODES && usable & (1 << n) != 0 {
                         count[n] += 1;
                     }
                 }
@@ -137,6 +144,17 @@ pub(super) fn node_moves(
     let Some((node, excess, target, room)) = overloaded_node(params, s) else {
         return;
     };
+    // Only once the node has settled: with vCPUs there still cooling down from a move,
+    // the domain that may move now is whichever is not, not the one that should.
+    let settling = (0..items.len()).any(|j| {
+        (items[j].cooling || s.item[j].moved)
+            && s.item[j]
+                .at
+                .is_some_and(|p| s.pcpu[p].node as usize == node)
+    });
+    if settling {
+        return;
+    }
     let home = 1u64 << node;
     // (first item of the domain, its demand, its memory bound)
     let mut best: Option<(usize, f64, bool)> = None;
