@@ -163,13 +163,20 @@ fn mem_nodes(dom: &Domain<'_>, name: &str, topology: Option<&Topology>) -> Resul
         Err(e) if e.kind() == FailureKind::Other => return Ok(0),
         Err(e) => return Err(e),
     };
-    let cells = match CpuMap::parse_list(&nodeset, cpumap::MAX_CPUS) {
-        Ok(m) => m,
-        Err(e) => {
-            crate::warn!("domain \"{name}\": numatune nodeset {nodeset:?}: {e}; ignoring it");
-            return Ok(0);
+    match nodes_mask(&nodeset, topology) {
+        Ok(mask) => Ok(mask),
+        Err(why) => {
+            crate::warn!("domain \"{name}\": numatune nodeset {nodeset:?}: {why}; ignoring it");
+            Ok(0)
         }
-    };
+    }
+}
+
+/// A numatune nodeset (`0`, `0-1,3`: host NUMA cell ids) as a mask of the topology's
+/// node indices; on a flat host (no topology) only cell 0 exists. The error says why
+/// the nodeset cannot be used.
+fn nodes_mask(nodeset: &str, topology: Option<&Topology>) -> Result<u64, String> {
+    let cells = CpuMap::parse_list(nodeset, cpumap::MAX_CPUS).map_err(|e| e.to_string())?;
     let mut mask = 0u64;
     for cell in cells.iter() {
         let node = match topology {
@@ -178,13 +185,7 @@ fn mem_nodes(dom: &Domain<'_>, name: &str, topology: Option<&Topology>) -> Resul
         };
         match node.filter(|&n| n < 64) {
             Some(n) => mask |= 1 << n,
-            None => {
-                crate::warn!(
-                    "domain \"{name}\": numatune nodeset {nodeset:?} names node {cell}, which this \
-                     host does not have; ignoring the nodeset"
-                );
-                return Ok(0);
-            }
+            None => return Err(format!("names node {cell}, which this host does not have")),
         }
     }
     Ok(mask)
@@ -416,5 +417,25 @@ impl Host for LibvirtHost<'_> {
             }
         }
         d.dom.pin_vcpu(vcpu, &self.pin_map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numatune_nodesets_map_to_the_topologys_nodes_or_say_why_not() {
+        let two = Topology::from_shape(2, 2, 1);
+        assert_eq!(nodes_mask("1", Some(&two)), Ok(0b10));
+        assert_eq!(nodes_mask("0-1", Some(&two)), Ok(0b11));
+        assert_eq!(nodes_mask("0", None), Ok(1));
+        let e = nodes_mask("5", Some(&two)).unwrap_err();
+        assert_eq!(e, "names node 5, which this host does not have");
+        assert!(
+            nodes_mask("1", None).is_err(),
+            "a flat host has only node 0"
+        );
+        assert!(nodes_mask("x", Some(&two)).is_err());
     }
 }
