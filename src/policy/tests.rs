@@ -1,3 +1,4 @@
+// Compiled only under #[cfg(test)], from the parent module.
 use super::*;
 
 fn pinned(usage: f64, p: usize, group: u32) -> Item {

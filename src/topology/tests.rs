@@ -1,3 +1,4 @@
+// Compiled only under #[cfg(test)], from the parent module.
 use super::*;
 
 const TEST_DRIVER: &str = include_str!("../../tests/fixtures/caps/test-default.xml");
