@@ -100,6 +100,8 @@ pub mod rng;
 pub mod scenario;
 mod share;
 pub mod simulate;
+#[cfg(test)]
+mod test_support;
 
 pub use error::SimHostError;
 pub use host::{SimHost, VcpuView};

@@ -170,33 +170,9 @@ pub(super) fn place(domains: &[SimDomain], placement: &mut Vec<u32>, load: &mut 
 #[cfg(test)]
 mod tests {
     use crate::cpumap::CpuMap;
-    use crate::host::{Host, PcpuId, VcpuSample};
+    use crate::host::PcpuId;
     use crate::sim::SimHost;
-
-    const SEC: u64 = 1_000_000_000;
-
-    fn all(n: usize) -> CpuMap {
-        CpuMap::all(n)
-    }
-
-    fn one(n: usize, p: usize) -> CpuMap {
-        let mut m = CpuMap::new(n);
-        m.set(p).unwrap();
-        m
-    }
-
-    fn usage(h: &SimHost, name: &str, vcpu: usize) -> f64 {
-        h.vcpu(name, vcpu).unwrap().usage
-    }
-    /// Samples of every listed domain, as the scheduler would read them.
-    fn samples(h: &mut SimHost) -> Vec<VcpuSample> {
-        h.refresh().unwrap();
-        let mut out = Vec::new();
-        for i in 0..h.domain_count() {
-            h.sample(i, &mut out).unwrap();
-        }
-        out
-    }
+    use crate::sim::test_support::{SEC, all, one, samples, usage};
 
     /// The formula itself: the two ends the model is pinned to, and the 2-thread case
     /// `b1 + b2 − 0.7 × min(b1, b2)` in between.

@@ -2,31 +2,7 @@
 use super::*;
 use crate::host::{FailureKind, HostError};
 
-const SEC: u64 = 1_000_000_000;
-
-fn all(n: usize) -> CpuMap {
-    CpuMap::all(n)
-}
-
-fn one(n: usize, p: usize) -> CpuMap {
-    let mut m = CpuMap::new(n);
-    m.set(p).unwrap();
-    m
-}
-
-fn usage(h: &SimHost, name: &str, vcpu: usize) -> f64 {
-    h.vcpu(name, vcpu).unwrap().usage
-}
-
-/// Samples of every listed domain, as the scheduler would read them.
-fn samples(h: &mut SimHost) -> Vec<VcpuSample> {
-    h.refresh().unwrap();
-    let mut out = Vec::new();
-    for i in 0..h.domain_count() {
-        h.sample(i, &mut out).unwrap();
-    }
-    out
-}
+use crate::sim::test_support::{SEC, all, one, samples, usage};
 
 #[test]
 fn a_pin_takes_effect_from_the_next_interval() {
