@@ -40,9 +40,9 @@ use std::time::{Duration, Instant};
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::policy::{Params, Policy};
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
+use vcpu_scheduler::service::simulate::INTERVAL_NS;
+use vcpu_scheduler::service::simulate::{SimOptions, Summary, run_scenario, run_scenario_then};
 use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario, Shape};
-use vcpu_scheduler::sim::simulate::INTERVAL_NS;
-use vcpu_scheduler::sim::simulate::{SimOptions, Summary, run_scenario, run_scenario_then};
 use vcpu_scheduler::sim::{SimHost, SplitMix64};
 
 /// What is compared: a policy, and whether the simulated host reports run-queue delay

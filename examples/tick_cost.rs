@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use vcpu_scheduler::host::Host;
 use vcpu_scheduler::libvirt::{self, Connection, LibvirtHost};
-use vcpu_scheduler::metrics::{Counters, MetricsFile};
+use vcpu_scheduler::scheduler::select::Selection;
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
-use vcpu_scheduler::select::Selection;
+use vcpu_scheduler::service::prometheus::{Counters, MetricsFile};
 
 fn main() -> ExitCode {
     match run() {

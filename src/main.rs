@@ -4,20 +4,77 @@
 use std::io;
 use std::process::ExitCode;
 
-use vcpu_scheduler::cli::{self, Command};
-use vcpu_scheduler::daemon::{self, Failure, io_failure};
 use vcpu_scheduler::policy::Params;
-use vcpu_scheduler::sim::simulate::{SimError, SimOptions};
+use vcpu_scheduler::service::cli::{self, Command, UsageError};
+use vcpu_scheduler::service::daemon;
+use vcpu_scheduler::service::simulate::{SimError, SimOptions};
+
+/// How the program failed, which decides the exit code.
+#[derive(Debug)]
+enum Failure {
+    /// Bad command line, settings or scenario: exit 2, nothing was touched.
+    Usage(String),
+    /// Could not do the job (the first connection, `--once`, a simulation): exit 1.
+    Runtime(String),
+    /// Whoever read our output stopped reading (`| head`): exit 0, saying nothing, as
+    /// other command-line tools do.
+    OutputClosed,
+}
+
+impl Failure {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Failure::OutputClosed => ExitCode::SUCCESS,
+            Failure::Usage(_) => ExitCode::from(2),
+            Failure::Runtime(_) => ExitCode::from(1),
+        }
+    }
+}
+
+impl From<UsageError> for Failure {
+    fn from(e: UsageError) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Failure::OutputClosed
+        } else {
+            Failure::Runtime(format!("cannot write output: {e}"))
+        }
+    }
+}
+
+impl From<daemon::Error> for Failure {
+    fn from(e: daemon::Error) -> Self {
+        match e {
+            daemon::Error::Config(m) => Failure::Usage(m),
+            daemon::Error::Runtime(m) => Failure::Runtime(m),
+            daemon::Error::Output(e) => e.into(),
+        }
+    }
+}
+
+impl From<SimError> for Failure {
+    fn from(e: SimError) -> Self {
+        match e {
+            e @ SimError::Scenario(_) => Failure::Usage(e.to_string()),
+            SimError::Io(e) => e.into(),
+            e => Failure::Runtime(e.to_string()),
+        }
+    }
+}
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            vcpu_scheduler::error!("{f}");
-            ExitCode::from(match f {
-                Failure::Usage(_) => 2,
-                Failure::Runtime(_) | Failure::OutputClosed => 1,
-            })
+            if let Failure::Usage(m) | Failure::Runtime(m) = &f {
+                vcpu_scheduler::error!("{m}");
+            }
+            f.exit_code()
         }
     }
 }
@@ -49,7 +106,7 @@ fn run() -> Result<(), Failure> {
             for w in &cfg.warnings {
                 vcpu_scheduler::warn!("{w}");
             }
-            daemon::run(&cfg)
+            Ok(daemon::run(&cfg)?)
         }
         Command::Simulate(a) => simulate(a),
     }
@@ -68,10 +125,6 @@ fn simulate(a: cli::SimulateArgs) -> Result<(), Failure> {
         hide_topology: a.ignore_topology,
     };
     let stdout = io::stdout();
-    match vcpu_scheduler::sim::simulate::run(&a.file, &opts, &mut stdout.lock()) {
-        Ok(_) => Ok(()),
-        Err(e @ SimError::Scenario(_)) => Err(Failure::Usage(e.to_string())),
-        Err(SimError::Io(e)) => Err(io_failure(e)),
-        Err(e) => Err(Failure::Runtime(e.to_string())),
-    }
+    vcpu_scheduler::service::simulate::run(&a.file, &opts, &mut stdout.lock())?;
+    Ok(())
 }

@@ -12,9 +12,9 @@ use counting_alloc::allocations;
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::host::{Host, VcpuId};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
-use vcpu_scheduler::metrics::{Counters, MetricsFile};
+use vcpu_scheduler::scheduler::select::Selection;
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
-use vcpu_scheduler::select::Selection;
+use vcpu_scheduler::service::prometheus::{Counters, MetricsFile};
 
 #[test]
 fn steady_state_ticks_allocate_nothing() {

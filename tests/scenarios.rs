@@ -8,8 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use vcpu_scheduler::policy::Policy;
+use vcpu_scheduler::service::simulate::{SimError, SimOptions, Summary, run, run_scenario};
 use vcpu_scheduler::sim::scenario::Scenario;
-use vcpu_scheduler::sim::simulate::{SimError, SimOptions, Summary, run, run_scenario};
 
 const THRESHOLD: f64 = 5.0;
 
@@ -382,8 +382,8 @@ fn malformed_files_are_rejected_with_file_line_reason() {
 fn hotplugged_vcpus_are_taken_in_at_once_and_unplugged_ones_forgotten() {
     use vcpu_scheduler::cpumap::CpuMap;
     use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
+    use vcpu_scheduler::service::simulate::INTERVAL_NS;
     use vcpu_scheduler::sim::SimHost;
-    use vcpu_scheduler::sim::simulate::INTERVAL_NS;
 
     let mut host = SimHost::new(4);
     let pin0 = CpuMap::parse_list("0", 4).unwrap();
@@ -428,8 +428,8 @@ mod topology {
     use super::*;
     use vcpu_scheduler::cpumap::CpuMap;
     use vcpu_scheduler::host::{DomainKey, Host, PcpuId, VcpuId, VcpuSample};
+    use vcpu_scheduler::service::simulate::{INTERVAL_NS, start_host};
     use vcpu_scheduler::sim::SimHost;
-    use vcpu_scheduler::sim::simulate::{INTERVAL_NS, start_host};
     use vcpu_scheduler::topology::Topology;
 
     const SEC: u64 = INTERVAL_NS;
@@ -786,7 +786,7 @@ mod topology {
 /// (`--ignore-topology`) it does not, so each rule is what gets it there.
 #[test]
 fn the_policy_reaches_each_topology_scenarios_right_answer() {
-    use vcpu_scheduler::sim::simulate::run_scenario_then;
+    use vcpu_scheduler::service::simulate::run_scenario_then;
     let run = |name: &str, delay: bool, hide: bool| {
         let mut sc = Scenario::load(&scenario_path(name)).unwrap();
         sc.reports_delay &= delay;

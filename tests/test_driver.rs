@@ -3,8 +3,8 @@
 //! judges balance; `tests/real_guests.rs` does that on real QEMU guests.
 
 use vcpu_scheduler::cpumap::CpuMap;
-use vcpu_scheduler::ffi::virErrorNumber::{VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_DENIED};
 use vcpu_scheduler::host::{DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId, VcpuSample};
+use vcpu_scheduler::libvirt::virErrorNumber::{VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_DENIED};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost, VcpuStatsTable, rpc_calls};
 
 fn fixture_uri() -> String {

@@ -7,7 +7,7 @@ use std::fmt;
 use std::ptr::{self, NonNull};
 use std::sync::Once;
 
-use crate::ffi;
+use super::ffi;
 use crate::host::{FailureKind, HostError};
 
 /// A libvirt failure: the call that failed and libvirt's own code, domain and message.

@@ -13,8 +13,8 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use super::error::{Error, check};
+use super::ffi;
 use super::handles::Connection;
-use crate::ffi;
 
 /// What happened since the flags were last read. Each `take_*` reads and clears one.
 pub struct Flags {

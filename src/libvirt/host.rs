@@ -4,11 +4,12 @@
 use std::ffi::c_int;
 use std::time::Instant;
 
+use super::domain::{Domain, VcpuInfo};
 use super::error::Error;
-use super::handles::{Connection, Domain, NodeCpuStat, VcpuInfo};
+use super::ffi;
+use super::handles::{Connection, NodeCpuStat};
 use super::stats::VcpuStatsTable;
 use crate::cpumap::{self, CpuMap};
-use crate::ffi;
 use crate::host::{
     DomainInfo, DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, RunQueue, VcpuId,
     VcpuSample,

@@ -6,18 +6,27 @@
 //! right after the failing call. [`LibvirtHost`] implements the scheduler's
 //! [`Host`] seam over a connection with reused buffers, so a tick allocates nothing.
 //!
-//! Files: `error.rs` (the error type and the one return-code check), `handles.rs` (the
-//! owned pointers and the round-trip counter), `stats.rs` (the bulk vCPU stats call and
-//! the table it fills), `host.rs` (the adapter, safe code only). Only `error.rs`,
-//! `handles.rs` and `stats.rs` contain `unsafe`.
+//! Files: `ffi.rs` (the raw bindings bindgen generates at build time, private to this
+//! module, so nothing else can reach a raw pointer), `error.rs` (the error type and the
+//! one return-code check), `handles.rs` (the connection and the round-trip counter), `domain.rs` (the
+//! domain handle),
+//! `stats.rs` (the bulk vCPU stats call and the table it fills), `events.rs` (the event
+//! loop, timers, watches, lifecycle events, keepalive), `host.rs` (the adapter, safe code
+//! only). `host.rs` is the only file
+//! here without `unsafe`.
 
+mod domain;
 mod error;
 pub mod events;
+mod ffi;
 mod handles;
 mod host;
 mod stats;
 
+pub use domain::{Domain, VcpuInfo};
 pub use error::Error;
-pub use handles::{Connection, Domain, VcpuInfo, rpc_calls};
+/// libvirt's error codes, to compare with [`Error::code`] (the tests do).
+pub use ffi::virErrorNumber;
+pub use handles::{Connection, rpc_calls};
 pub use host::LibvirtHost;
 pub use stats::{VcpuStats, VcpuStatsTable};

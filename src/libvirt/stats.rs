@@ -7,8 +7,8 @@
 use std::ptr;
 
 use super::error::{Error, check};
+use super::ffi;
 use super::handles::{Connection, count_rpc, field_name};
-use crate::ffi;
 
 /// vCPU indexes at or above this are treated as malformed input and skipped. It is
 /// KVM's own ceiling on x86 (`KVM_MAX_VCPUS` with `MAXSMP`), and it bounds how far one

@@ -7,6 +7,7 @@ use crate::host::{DomainInfo, DomainKey, Host, PcpuId, RunQueue, VcpuId, VcpuSam
 use crate::topology::Topology;
 
 use super::error::SimHostError;
+use super::model::{SimDomain, SimVcpu, pcpu_u32};
 use super::rng::SplitMix64;
 use super::share::{self, Slot, SmtModel, place};
 
@@ -25,48 +26,6 @@ pub struct VcpuView<'a> {
     pub work: f64,
     /// Work delivered since it started, pCPU-nanoseconds.
     pub work_ns: f64,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct SimVcpu {
-    pub(super) demand: f64,
-    pub(super) affinity: CpuMap,
-    /// Measured cumulative time (noise included): what the scheduler reads.
-    cpu_time_ns: u64,
-    /// Measured cumulative run-queue delay (noise included): demand − share, summed.
-    delay_ns: u64,
-    /// True share of the last interval.
-    pub(super) usage: f64,
-    /// Work delivered in the last interval (usage × its core's work ratio), and since
-    /// it started (pCPU-ns).
-    work: f64,
-    work_ns: f64,
-    pub(super) last_ran_on: u32,
-}
-
-impl SimVcpu {
-    fn new(demand: f64, affinity: CpuMap, first: u32) -> SimVcpu {
-        SimVcpu {
-            demand,
-            affinity,
-            cpu_time_ns: 0,
-            delay_ns: 0,
-            usage: 0.0,
-            work: 0.0,
-            work_ns: 0.0,
-            last_ran_on: first,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct SimDomain {
-    name: String,
-    key: DomainKey,
-    pub(super) running: bool,
-    /// The node holding its memory, when bound.
-    pub(super) mem_node: Option<u16>,
-    pub(super) vcpus: Vec<SimVcpu>,
 }
 
 /// A simulated KVM host. See the module docs for the model.
@@ -154,6 +113,12 @@ impl SimHost {
             demand_ns: 0.0,
             work_ns: 0.0,
         }
+    }
+
+    /// The host's shape as the model uses it (flat unless given), whether or not the
+    /// scheduler is told of it.
+    pub fn shape(&self) -> &Topology {
+        &self.topology
     }
 
     /// Measured usage of each interval is off by up to ± `noise_pct` % of itself, drawn
@@ -518,11 +483,6 @@ fn check_demands(name: &str, demands: &[f64]) -> Result<(), SimHostError> {
         }),
         None => Ok(()),
     }
-}
-
-/// A pCPU index below `pcpus`, which `SimHost::new` checked fits a `u32`.
-pub(super) fn pcpu_u32(p: usize) -> u32 {
-    p as u32
 }
 
 /// A UUID that depends only on the name: two FNV-1a hashes, with the version nibble set

@@ -8,7 +8,8 @@
 
 use std::borrow::Cow;
 
-use super::host::{SimHost, SimVcpu};
+use super::host::SimHost;
+use super::model::SimVcpu;
 use super::share::place;
 
 /// A vCPU demanding at least this much of a pCPU counts as busy for

@@ -75,7 +75,8 @@
 //!
 //! # Files
 //!
-//! - [`host`](SimHost): domains, the [`Host`] seam, the bound, errors;
+//! - [`host`](SimHost): domains, the [`Host`] seam, errors;
+//! - `model`: the records of domains and vCPUs the other files share;
 //! - `share`: the model above (placement, water-filling, SMT work);
 //! - `metrics`: what a placement is judged by (the bound, within nodes too, remote
 //!   vCPUs, SMT conflicts, work delivered);
@@ -96,10 +97,10 @@
 mod error;
 mod host;
 mod metrics;
+mod model;
 pub mod rng;
 pub mod scenario;
 mod share;
-pub mod simulate;
 #[cfg(test)]
 mod test_support;
 

@@ -4,7 +4,7 @@
 //! [`crate::sim`]. Pure functions over the simulator's own tables; no allocation once
 //! built.
 
-use super::host::{SimDomain, pcpu_u32};
+use super::model::{SimDomain, pcpu_u32};
 use crate::topology::Topology;
 
 /// Work a core delivers when every one of its threads is busy, in pCPUs: two busy

@@ -31,7 +31,7 @@
 //! the demands, before or after `pin`) names the node holding the domain's memory.
 //!
 //! Any mistake rejects the file with a [`ScenarioError`] whose `Display` is one line,
-//! `FILE:LINE: reason`. Nothing here runs the simulation; see [`crate::sim::simulate`].
+//! `FILE:LINE: reason`. Nothing here runs the simulation; see [`crate::service::simulate`].
 
 use std::fmt;
 use std::path::Path;

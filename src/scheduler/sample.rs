@@ -5,10 +5,10 @@
 //! position, so a domain that stops or starts cannot shift anyone else's figures. Knows
 //! the [`Host`] seam, not libvirt and not the policy.
 
+use super::select::{LeftAlone, Selection};
 use crate::host::{
     DomainKey, FailureKind, Host, HostError, PcpuId, PcpuTimes, RunQueue, VcpuId, VcpuSample,
 };
-use crate::select::{LeftAlone, Selection};
 
 /// One vCPU this tick: what was read, the usage derived from it, and our own history.
 #[derive(Debug, Clone, Copy, PartialEq)]

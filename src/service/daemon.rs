@@ -18,56 +18,41 @@ use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::backoff::Backoff;
-use crate::cli::{self, Config};
+use super::backoff::Backoff;
+use super::cli::{self, Config};
+use super::notify::Notifier;
+use super::prometheus::{Counters, MetricsFile};
+use super::signal;
 use crate::host::Host;
 use crate::libvirt::events::{self, FLAGS, Timer, TimerKind, Watch};
 use crate::libvirt::{Connection, LibvirtHost};
-use crate::metrics::{Counters, MetricsFile};
-use crate::notify::Notifier;
-use crate::report::{self, Report};
-use crate::sample::DemandMode;
 use crate::scheduler::Scheduler;
-use crate::signal;
+use crate::scheduler::report::{self, Report};
+use crate::scheduler::sample::DemandMode;
 
-/// How the program failed, which decides the exit code.
+/// Why the daemon stopped, other than by being told to. `main` decides what each
+/// means for the process (its exit code).
 #[derive(Debug)]
-pub enum Failure {
-    /// Bad command line or configuration: exit 2, nothing was touched.
-    Usage(String),
-    /// Could not do the job (first connection, `--once`): exit 1.
+pub enum Error {
+    /// A setting that cannot work, found before anything was touched.
+    Config(String),
+    /// The job could not be done: the first connection, the event loop, `--once`.
     Runtime(String),
-    /// Whoever read our output stopped reading: exit 0, saying nothing.
-    OutputClosed,
+    /// The output could not be written (a reader that went away included).
+    Output(io::Error),
 }
 
-impl fmt::Display for Failure {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Usage(m) | Failure::Runtime(m) => f.write_str(m),
-            Failure::OutputClosed => f.write_str("output closed"),
+            Error::Config(m) | Error::Runtime(m) => f.write_str(m),
+            Error::Output(e) => write!(f, "cannot write output: {e}"),
         }
     }
 }
 
-impl From<cli::UsageError> for Failure {
-    fn from(e: cli::UsageError) -> Self {
-        Failure::Usage(e.to_string())
-    }
-}
-
-/// Output that cannot be written ends the program; a reader that went away (`| head`)
-/// ends it quietly, as it does other command-line tools.
-pub fn io_failure(e: io::Error) -> Failure {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        Failure::OutputClosed
-    } else {
-        Failure::Runtime(format!("cannot write output: {e}"))
-    }
-}
-
-fn runtime(what: &str) -> impl Fn(crate::libvirt::Error) -> Failure + '_ {
-    move |e| Failure::Runtime(format!("{what}: {e}"))
+fn runtime(what: &str) -> impl Fn(crate::libvirt::Error) -> Error + '_ {
+    move |e| Error::Runtime(format!("{what}: {e}"))
 }
 
 /// Keepalive: a probe every 5 s, the connection given up after 2 unanswered ones, so a
@@ -92,8 +77,7 @@ enum SessionEnd {
 ///
 /// The first connection is not retried: a wrong URI or missing rights are reported at
 /// once (exit 1). Later losses are retried for as long as it takes.
-pub fn run(cfg: &Config) -> Result<(), Failure> {
-    crate::log::init_from_env();
+pub fn run(cfg: &Config) -> Result<(), Error> {
     // Checked before anything starts: a metrics directory that is not there is a typo.
     let mut metrics = Metrics {
         file: cfg
@@ -101,12 +85,12 @@ pub fn run(cfg: &Config) -> Result<(), Failure> {
             .as_deref()
             .map(MetricsFile::new)
             .transpose()
-            .map_err(Failure::Usage)?,
+            .map_err(Error::Config)?,
         carried: Counters::default(),
         now: Counters::default(),
     };
     signal::install()
-        .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
     events::register_default_impl().map_err(runtime("cannot start libvirt's event loop"))?;
     let _wake = signal::wake_fd()
         .map(Watch::readable)
@@ -120,7 +104,7 @@ pub fn run(cfg: &Config) -> Result<(), Failure> {
         .map_err(runtime("cannot start the watchdog timer"))?;
     let uri = cfg.uri.as_str();
     let mut conn = Connection::open(uri)
-        .map_err(|e| Failure::Runtime(format!("cannot connect to {uri}: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot connect to {uri}: {e}")))?;
     notify.ready();
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -136,7 +120,7 @@ pub fn run(cfg: &Config) -> Result<(), Failure> {
         ) {
             Ok(SessionEnd::Stopped) => break Ok(()),
             Ok(SessionEnd::Lost(msg)) if cfg.once => {
-                break Err(Failure::Runtime(format!("lost {uri}: {msg}")));
+                break Err(Error::Runtime(format!("lost {uri}: {msg}")));
             }
             Ok(SessionEnd::Lost(msg)) => {
                 crate::error!("lost {uri}: {msg}; reconnecting");
@@ -271,18 +255,19 @@ fn session(
     notify: &mut Notifier,
     metrics: &mut Metrics,
     reconnected_after: Option<Duration>,
-) -> Result<SessionEnd, Failure> {
+) -> Result<SessionEnd, Error> {
     let uri = cfg.uri.as_str();
     FLAGS.clear();
     let host = LibvirtHost::new(conn)
-        .map_err(|e| Failure::Runtime(format!("cannot read the node info of {uri}: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot read the node info of {uri}: {e}")))?;
     let pcpus = host
         .pcpus_checked()
-        .map_err(|m| Failure::Runtime(format!("{uri}: {m}")))?;
+        .map_err(|m| Error::Runtime(format!("{uri}: {m}")))?;
     // Checked before the first tick, so a bad --cpus touches nothing.
     let mut sched_cfg = cfg.sched.clone();
     if let Some(list) = &cfg.cpus {
-        sched_cfg.cpus = Some(cli::cpus_for_host(list, pcpus)?);
+        sched_cfg.cpus =
+            Some(cli::cpus_for_host(list, pcpus).map_err(|e| Error::Config(e.to_string()))?);
     }
     // A driver without keepalive (test://, in-process) cannot hang either.
     let _ = conn.set_keepalive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT);
@@ -349,7 +334,7 @@ fn session(
         timer.reset(interval_ms);
         due_at = Instant::now() + cfg.interval;
         let r = sched.report();
-        tell(cfg, &r, out, tty, &mut journal).map_err(crate::daemon::io_failure)?;
+        tell(cfg, &r, out, tty, &mut journal).map_err(Error::Output)?;
         notify.status(format_args!("{}", Status(&r)));
         notify.watchdog();
         if cfg.once && due {

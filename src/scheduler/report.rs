@@ -9,10 +9,10 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use crate::act::Move;
+use super::act::Move;
+use super::sample::{DemandMode, Unit};
 use crate::host::{DomainKey, DomainNames, PcpuId};
 use crate::policy::Analysis;
-use crate::sample::{DemandMode, Unit};
 
 /// One tick, as its printers see it.
 #[derive(Clone, Copy)]

@@ -60,11 +60,6 @@ impl Notifier {
         n
     }
 
-    /// Is anyone listening?
-    pub fn active(&self) -> bool {
-        self.target.is_some()
-    }
-
     /// How often to send `WATCHDOG=1`: half the period systemd asked for.
     pub fn watchdog_every(&self) -> Option<Duration> {
         self.watchdog.map(|d| d / 2)
@@ -145,7 +140,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let rx = UnixDatagram::bind(&path).unwrap();
         let mut n = Notifier::new(path.to_str(), Some("2000000"), None);
-        assert!(n.active());
+        assert!(n.target.is_some());
         assert_eq!(n.watchdog_every(), Some(Duration::from_secs(1)));
         n.ready();
         n.status(format_args!("tick 3: sigma 1.0\nsecond line"));
@@ -188,7 +183,7 @@ mod tests {
     #[test]
     fn no_socket_or_a_watchdog_for_another_pid_means_nothing_sent() {
         let n = Notifier::new(None, Some("1000"), None);
-        assert!(!n.active());
+        assert!(n.target.is_none());
         let n = Notifier::new(Some("/nonexistent/sock"), Some("1000"), Some("1"));
         assert_eq!(
             n.watchdog_every(),

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use getopts::Options;
 
+use super::settings;
 use crate::cpumap::{CpuMap, MAX_CPUS};
 use crate::policy::{DEFAULT_THRESHOLD_PCT, Params, Policy};
 use crate::scheduler::SchedConfig;
-use crate::select::Selection;
-use crate::settings;
+use crate::scheduler::select::Selection;
 
 pub const DEFAULT_URI: &str = "qemu:///system";
 

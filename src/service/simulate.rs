@@ -4,7 +4,7 @@
 //! Each tick: apply the scenario's events due at it, run the host for one interval,
 //! let the scheduler measure, analyze and act, print the tick. Before the first tick the
 //! scheduler takes its baselines (tick 0). Output is one line per tick (the daemon's
-//! format, [`crate::report::write_tick_line`]) or one JSON object per tick, then a
+//! format, [`crate::scheduler::report::write_tick_line`]) or one JSON object per tick, then a
 //! summary. Nothing here decides anything: the policy is the daemon's own.
 
 use std::fmt;
@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::host::{DomainKey, PcpuId, VcpuId};
 use crate::policy::{Params, Policy};
-use crate::report::{Report, write_json_num, write_json_tick, write_tick_line};
+use crate::scheduler::report::{Report, write_json_num, write_json_tick, write_tick_line};
 use crate::scheduler::{SchedConfig, Scheduler};
 use crate::sim::scenario::{Action, Scenario, ScenarioError};
 use crate::sim::{SimHost, SimHostError};
@@ -277,7 +277,7 @@ pub fn run_scenario_then<T>(
         reversals,
         final_sigma_pct: sigma_pct.last().copied().flatten(),
         max_over_bound: host.max_over_bound(),
-        max_over_bound_nodes: (host.topology.nodes() > 1)
+        max_over_bound_nodes: (host.shape().nodes() > 1)
             .then(|| host.max_over_bound_within_nodes()),
         remote_vcpus: host.remote_vcpus(),
         smt_conflicts: host.smt_conflicts(),

@@ -6,14 +6,19 @@
 //! Sleeping between ticks is the caller's business: the daemon sleeps on the wall
 //! clock, the simulator advances a virtual one.
 
-use crate::act::{self, Move};
+pub mod act;
+pub mod report;
+pub mod sample;
+pub mod select;
+
 use crate::cpumap::CpuMap;
 use crate::host::Host;
 use crate::policy::{self, Analysis, Item, Outputs, Params, Pcpu, Planned, Policy, Scratch};
-use crate::report::Report;
-use crate::sample::{Sampler, Unit};
-use crate::select::Selection;
 use crate::topology::Topology;
+use act::Move;
+use report::Report;
+use sample::{Sampler, Unit};
+use select::Selection;
 
 /// What the scheduler is told to do; validated by the CLI before it gets here.
 #[derive(Debug, Clone, PartialEq)]

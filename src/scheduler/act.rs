@@ -3,9 +3,9 @@
 //! A failure to pin one vCPU does not stop the others: a domain that just stopped is
 //! skipped quietly, anything else is reported on one line with libvirt's message.
 
+use super::sample::Unit;
 use crate::host::{DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId};
 use crate::policy::{Planned, Why};
-use crate::sample::Unit;
 
 /// One pin decided this tick, for the report.
 #[derive(Debug, Clone, Copy, PartialEq)]

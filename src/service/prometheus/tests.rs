@@ -1,0 +1,193 @@
+use super::*;
+use crate::host::{DomainNames, PcpuId, VcpuId};
+use crate::policy::Analysis;
+use crate::scheduler::sample::Unit;
+
+/// Domain names by the UUID's first byte.
+struct Names(&'static [&'static str]);
+
+impl DomainNames for Names {
+    fn name_of(&self, key: DomainKey) -> Option<&str> {
+        self.0.get(usize::from(key.uuid[0])).copied()
+    }
+}
+
+fn unit(domain: u8, vcpu: u32, pinned: Option<usize>, usage: f64) -> Unit {
+    Unit {
+        domain: DomainKey {
+            uuid: [domain; 16],
+            id: 1,
+        },
+        vcpu: VcpuId(vcpu),
+        group: u32::from(domain),
+        managed: domain != 2,
+        left_alone: None,
+        cpu_time_ns: 0,
+        at_ns: 0,
+        usage: Some(usage),
+        pinned_to: pinned.map(|p| PcpuId(p as u32)),
+        last_ran_on: Some(PcpuId(0)),
+        moved_at: None,
+        known_demand: None,
+        run_queue: None,
+        demand: None,
+        usage_smoothed: None,
+        left: None,
+        fresh: false,
+        mem_nodes: 0,
+        home: 0,
+    }
+}
+
+fn report<'a>(units: &'a [Unit], demand: &'a [f64], names: &'a Names) -> Report<'a> {
+    Report {
+        tick: 3,
+        analysis: Analysis {
+            sigma_pct: Some(25.0),
+            demand_sigma_pct: Some(50.0),
+            sigma_within: false,
+            demand_within: false,
+            plans_on_demand: true,
+        },
+        threshold_pct: 5.0,
+        policy: "balance",
+        dry_run: false,
+        loads: &[0.75, 0.25],
+        demand: &[1.5, 0.5],
+        mode: DemandMode::Measured,
+        moves: &[],
+        units,
+        unit_demand: demand,
+        names,
+    }
+}
+
+#[test]
+fn residual_imbalance_is_busiest_pcpu_over_the_best_placement() {
+    let names = Names(&["a", "b", "c"]);
+    let units = [
+        unit(0, 0, Some(0), 0.5),
+        unit(0, 1, Some(0), 0.25),
+        unit(1, 0, Some(1), 0.25),
+    ];
+    let mut scratch = Vec::new();
+    // pCPU 0 wants 1.5, pCPU 1 0.5: the bound is max(1.0, 2.0 / 2) = 1.
+    let r = report(&units, &[1.0, 0.5, 0.5], &names);
+    assert_eq!(residual_imbalance(&r, None, &mut scratch), Some(1.5));
+    // One vCPU wanting 1.8 is a bound of its own: 1.8 + 0.1 over 1.8.
+    let r = report(&units, &[1.8, 0.1, 0.1], &names);
+    let x = residual_imbalance(&r, None, &mut scratch).unwrap();
+    assert!((x - 1.9 / 1.8).abs() < 1e-12, "{x}");
+    // With pCPU 0 reserved (--cpus 1), it and its vCPUs are not counted.
+    let mut only_1 = CpuMap::new(2);
+    only_1.set(1).unwrap();
+    let r = report(&units, &[1.0, 0.5, 0.5], &names);
+    assert_eq!(
+        residual_imbalance(&r, Some(&only_1), &mut scratch),
+        Some(1.0)
+    );
+    // Nothing wanted: perfect. No figures yet: nothing to say.
+    let r = report(&units, &[0.0; 3], &names);
+    assert_eq!(residual_imbalance(&r, None, &mut scratch), Some(1.0));
+    let mut r = report(&units, &[1.0, 0.5, 0.5], &names);
+    r.analysis.sigma_pct = None;
+    assert_eq!(residual_imbalance(&r, None, &mut scratch), None);
+}
+
+#[test]
+fn render_labels_every_vcpu_and_escapes_awkward_names() {
+    let names = Names(&["web \"prod\"", "back\\slash", "caf\u{e9}\nline"]);
+    let units = [
+        unit(0, 0, Some(0), 0.5),
+        unit(1, 3, None, 0.25),
+        unit(2, 0, Some(1), 0.125),
+    ];
+    let r = report(&units, &[0.75, 0.5, 0.25], &names);
+    let c = Counters {
+        migrations: 7,
+        pin_failures: 1,
+        reconnects: 2,
+        tick_seconds: 0.0125,
+        last_success_unix: 1_700_000_000.5,
+    };
+    let mut renderer = Renderer::default();
+    let text = renderer.render(&r, None, &c);
+    for line in [
+        "vcpu_scheduler_pcpu_load_ratio{pcpu=\"1\"} 0.25",
+        "vcpu_scheduler_pcpu_demand_ratio{pcpu=\"0\"} 1.5",
+        "vcpu_scheduler_vcpu_usage_ratio{domain=\"web \\\"prod\\\"\",\
+         uuid=\"00000000-0000-0000-0000-000000000000\",vcpu=\"0\"} 0.5",
+        "vcpu_scheduler_vcpu_demand_ratio{domain=\"back\\\\slash\",\
+         uuid=\"01010101-0101-0101-0101-010101010101\",vcpu=\"3\"} 0.5",
+        "vcpu_scheduler_vcpu_pinned_pcpu{domain=\"back\\\\slash\",\
+         uuid=\"01010101-0101-0101-0101-010101010101\",vcpu=\"3\"} -1",
+        "vcpu_scheduler_vcpu_pinned_pcpu{domain=\"caf\u{e9}\\nline\",\
+         uuid=\"02020202-0202-0202-0202-020202020202\",vcpu=\"0\"} 1",
+        "vcpu_scheduler_load_sigma_ratio 0.25",
+        "vcpu_scheduler_demand_sigma_ratio 0.5",
+        "vcpu_scheduler_balanced 0",
+        "vcpu_scheduler_migrations_total 7",
+        "vcpu_scheduler_pin_failures_total 1",
+        "vcpu_scheduler_reconnects_total 2",
+        "vcpu_scheduler_last_tick_duration_seconds 0.0125",
+        "vcpu_scheduler_last_success_timestamp_seconds 1700000000.5",
+        "vcpu_scheduler_domains{state=\"managed\"} 2",
+        "vcpu_scheduler_domains{state=\"left_alone\"} 1",
+        "vcpu_scheduler_demand_measured 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    // Every family has its HELP and TYPE, and every sample follows its family's.
+    let mut family = "";
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# HELP ") {
+            family = rest.split(' ').next().unwrap();
+            continue;
+        }
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            assert!(rest.starts_with(family), "{l}");
+            continue;
+        }
+        assert!(l.starts_with(family), "{l} outside its family {family}");
+    }
+    // No figures yet: the gauges that need them are left out, not NaN.
+    let mut r = r;
+    r.analysis.sigma_pct = None;
+    let text = renderer.render(&r, None, &c);
+    assert!(!text.contains("NaN"));
+    assert!(!text.contains("\nvcpu_scheduler_pcpu_load_ratio{"));
+    assert!(!text.contains("\nvcpu_scheduler_residual_imbalance_ratio "));
+    assert!(text.contains("\nvcpu_scheduler_migrations_total 7\n"));
+}
+
+#[test]
+fn label_values_escape_backslash_quote_and_newline_only() {
+    let mut s = String::new();
+    escape_label(&mut s, "a\\b\"c\nd é\t").unwrap();
+    assert_eq!(s, "a\\\\b\\\"c\\nd é\t");
+}
+
+#[test]
+fn numbers_and_uuids() {
+    assert_eq!(Num(0.1234567).to_string(), "0.123457");
+    assert_eq!(Num(-0.0000001).to_string(), "0");
+    assert_eq!(Num(12.0).to_string(), "12");
+    assert_eq!(Num(1e-7).to_string(), "0");
+    let u: [u8; 16] = core::array::from_fn(|i| (i * 17) as u8);
+    assert_eq!(Uuid(&u).to_string(), "00112233-4455-6677-8899-aabbccddeeff");
+}
+
+#[test]
+fn a_missing_directory_is_refused_before_anything_is_written() {
+    let e = MetricsFile::new(Path::new("/nonexistent-dir/x.prom"))
+        .err()
+        .unwrap();
+    assert!(e.contains("\"/nonexistent-dir\" does not exist"), "{e}");
+    assert!(MetricsFile::new(Path::new("/tmp")).is_err());
+    assert!(MetricsFile::new(Path::new("/")).is_err());
+    let ok = MetricsFile::new(Path::new("x.prom")).unwrap();
+    assert_eq!(ok.tmp, Path::new("./.x.prom.tmp"));
+}
