@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use vcpu_scheduler::cpumap::CpuMap;
-use vcpu_scheduler::policy::{Params, Policy};
+use vcpu_scheduler::policy::{self, Params, Policy};
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 use vcpu_scheduler::service::simulate::INTERVAL_NS;
 use vcpu_scheduler::service::simulate::{SimOptions, Summary, run_scenario, run_scenario_then};
@@ -633,7 +633,7 @@ impl References {
     fn of(demands: &mut [f64], pcpus: usize) -> References {
         demands.sort_unstable_by(|a, b| b.total_cmp(a));
         let largest = demands.first().copied().unwrap_or(0.0);
-        let bound = largest.max(demands.iter().sum::<f64>() / pcpus as f64);
+        let bound = policy::bound(largest, demands.iter().sum(), pcpus);
         let pair = match (demands.get(pcpus - 1), demands.get(pcpus)) {
             (Some(a), Some(b)) => a + b,
             _ => 0.0,

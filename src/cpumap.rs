@@ -201,6 +201,12 @@ impl CpuMap {
             if lo > hi {
                 return Err(format!("range {part:?} runs backwards"));
             }
+            if hi >= ncpus {
+                return Err(format!(
+                    "pcpu {hi} is out of range 0-{}",
+                    ncpus.saturating_sub(1)
+                ));
+            }
             for cpu in lo..=hi {
                 m.set(cpu).map_err(|e| e.to_string())?;
             }

@@ -16,6 +16,22 @@ mod demand;
 mod moves;
 mod topo;
 
+/// Loads or demands closer than this are equal: sums of demands carry rounding error.
+/// The one tie margin of the planner and of the simulator's model of the host.
+pub const TIE: f64 = 1e-9;
+
+/// A vCPU demanding at least this fraction of a pCPU is busy: two busy vCPUs on the SMT
+/// threads of one core get about 1.3 cores of work between them, not 2.
+pub const BUSY: f64 = 0.5;
+
+/// The least demand any placement could leave on the busiest of `pcpus` pCPUs holding
+/// `total` demand whose largest vCPU wants `largest`: `max(largest, total / pcpus)`.
+/// Placements are judged against it (`max_over_bound`, the residual imbalance). Not
+/// always reachable (two vCPUs of 0.6 on 2 pCPUs with a third of 0.6: 1.2, bound 0.9).
+pub fn bound(largest: f64, total: f64, pcpus: usize) -> f64 {
+    largest.max(total / pcpus.max(1) as f64)
+}
+
 /// σ (percentage points) at or below which a host is balanced, unless told otherwise.
 /// The course's figure, and the one place it is written.
 pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
@@ -432,7 +448,7 @@ impl Scratch {
             total += d;
             largest = largest.max(d);
         }
-        largest.max(total / self.allowed().count().max(1) as f64)
+        bound(largest, total, self.allowed().count())
     }
 
     /// The most a pCPU may carry before the top rule acts: `ratio` × `bound`, and at

@@ -6,10 +6,7 @@
 //! index built once per plan. A tick costs about moves × pCPUs × log(vCPUs), not
 //! vCPUs × pCPUs per move.
 
-use super::{Item, Params, Planned, Scratch, Why};
-
-/// Loads closer than this are equal (sums of demands carry rounding error).
-const TIE: f64 = 1e-9;
+use super::{Item, Params, Planned, Scratch, TIE, Why};
 
 /// Pin every managed vCPU that is not pinned to exactly one allowed pCPU of its home
 /// node (new ones, ones found outside `--cpus`, ones off their home node): largest

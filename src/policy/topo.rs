@@ -8,11 +8,7 @@
 //! changes a plan.
 
 use super::moves::{movable, place_one, planned, put, unplace};
-use super::{Item, Params, Planned, Scratch, Why};
-
-/// A vCPU of at least this demand is busy: two of them on one core's threads each get
-/// only part of a core (1.3 cores' work for two, on common hardware).
-const BUSY: f64 = 0.5;
+use super::{BUSY, Item, Params, Planned, Scratch, TIE, Why};
 /// Nodes are numbered within a u64 mask.
 const MAX_NODES: usize = 64;
 
@@ -392,7 +388,7 @@ fn best_smt_fix(
 ) -> Option<(usize, usize, Option<usize>)> {
     let mut best: Option<(f64, usize, usize, Option<usize>)> = None;
     let mut consider = |cost: f64, limit: f64, v: usize, to: usize, k: Option<usize>| {
-        if cost <= limit + TIE_LOAD && best.is_none_or(|b| cost < b.0 - TIE_LOAD) {
+        if cost <= limit + TIE && best.is_none_or(|b| cost < b.0 - TIE) {
             best = Some((cost, v, to, k));
         }
     };
@@ -419,6 +415,3 @@ fn best_smt_fix(
     }
     best.map(|(_, v, to, k)| (v, to, k))
 }
-
-/// Loads closer than this are equal.
-const TIE_LOAD: f64 = 1e-9;

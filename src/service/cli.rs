@@ -4,12 +4,12 @@
 //! value is a [`UsageError`] naming the option and the value, and the program exits 2.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use getopts::Options;
 
-use super::settings;
+use super::settings::{self, Shown};
 use crate::cpumap::{CpuMap, MAX_CPUS};
 use crate::policy::{DEFAULT_THRESHOLD_PCT, Params, Policy};
 use crate::scheduler::SchedConfig;
@@ -43,6 +43,10 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// What the settings file said that was ignored (unknown keys), one line each.
     pub warnings: Vec<String>,
+    /// The settings file (`--config`), re-read on SIGHUP.
+    pub config_file: Option<PathBuf>,
+    /// The arguments this was parsed from, to parse again on SIGHUP.
+    pub argv: Vec<String>,
     pub sched: SchedConfig,
 }
 
@@ -70,83 +74,210 @@ pub enum Command {
     Version,
 }
 
+/// How an option takes its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `--option VALUE`; in the settings file `KEY=VALUE`.
+    Value,
+    /// `--option VALUE`, repeatable; in the settings file one value per word.
+    Multi,
+    /// `--option`; in the settings file `KEY=yes` or `KEY=no`.
+    Flag,
+}
+
+/// The options by name, in [`OPTIONS`]' order (a test checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Id {
+    Connect,
+    Threshold,
+    Policy,
+    Domain,
+    ExcludeDomain,
+    Cpus,
+    RepinConfigured,
+    Config,
+    Summary,
+    MetricsFile,
+    Once,
+    DryRun,
+    Verbose,
+    Monitor,
+    Help,
+    Version,
+}
+
+/// One option of the daemon: its names, its settings-file key if it has one, and its
+/// help. The one table behind the getopts parser, the names in error messages and the
+/// settings file's keys.
+struct Opt {
+    id: Id,
+    short: &'static str,
+    long: &'static str,
+    key: Option<&'static str>,
+    kind: Kind,
+    hint: &'static str,
+    help: &'static str,
+}
+
+/// The settings file's key for the free argument, INTERVAL.
+const INTERVAL_KEY: &str = "INTERVAL";
+
+const OPTIONS: &[Opt] = &[
+    Opt {
+        id: Id::Connect,
+        short: "c",
+        long: "connect",
+        key: Some("CONNECT"),
+        kind: Kind::Value,
+        hint: "URI",
+        help: "hypervisor URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)",
+    },
+    Opt {
+        id: Id::Threshold,
+        short: "t",
+        long: "threshold",
+        key: Some("THRESHOLD"),
+        kind: Kind::Value,
+        hint: "SIGMA",
+        help: "balanced when the std. deviation of pCPU loads is at most SIGMA percentage points (default 5)",
+    },
+    Opt {
+        id: Id::Policy,
+        short: "p",
+        long: "policy",
+        key: Some("POLICY"),
+        kind: Kind::Value,
+        hint: "NAME",
+        help: "balance (default) or seed (the original one-move rule)",
+    },
+    Opt {
+        id: Id::Domain,
+        short: "d",
+        long: "domain",
+        key: Some("DOMAINS"),
+        kind: Kind::Multi,
+        hint: "GLOB",
+        help: "manage only domains whose name matches GLOB (repeatable)",
+    },
+    Opt {
+        id: Id::ExcludeDomain,
+        short: "x",
+        long: "exclude-domain",
+        key: Some("EXCLUDE_DOMAINS"),
+        kind: Kind::Multi,
+        hint: "GLOB",
+        help: "never pin domains whose name matches GLOB (repeatable)",
+    },
+    Opt {
+        id: Id::Cpus,
+        short: "",
+        long: "cpus",
+        key: Some("CPUS"),
+        kind: Kind::Value,
+        hint: "LIST",
+        help: "place vCPUs only on these pCPUs (virsh cpulist: 2-7, 1,3,5-7; default all)",
+    },
+    Opt {
+        id: Id::RepinConfigured,
+        short: "",
+        long: "repin-configured",
+        key: Some("REPIN_CONFIGURED"),
+        kind: Kind::Flag,
+        hint: "",
+        help: "also re-pin domains whose owner pinned them in their persistent configuration",
+    },
+    Opt {
+        id: Id::Config,
+        short: "",
+        long: "config",
+        key: None,
+        kind: Kind::Value,
+        hint: "FILE",
+        help: "read settings from FILE (KEY=VALUE lines, e.g. /etc/default/vcpu-scheduler); options given here win",
+    },
+    Opt {
+        id: Id::Summary,
+        short: "",
+        long: "summary",
+        key: Some("SUMMARY"),
+        kind: Kind::Value,
+        hint: "SECONDS",
+        help: "log a summary line every SECONDS (default 600)",
+    },
+    Opt {
+        id: Id::MetricsFile,
+        short: "",
+        long: "metrics-file",
+        key: Some("METRICS_FILE"),
+        kind: Kind::Value,
+        hint: "PATH",
+        help: "write Prometheus metrics to PATH each tick (for node_exporter's textfile collector)",
+    },
+    Opt {
+        id: Id::Once,
+        short: "",
+        long: "once",
+        key: None,
+        kind: Kind::Flag,
+        hint: "",
+        help: "sample, wait INTERVAL, decide and act once, then exit",
+    },
+    Opt {
+        id: Id::DryRun,
+        short: "n",
+        long: "dry-run",
+        key: Some("DRY_RUN"),
+        kind: Kind::Flag,
+        hint: "",
+        help: "decide and print, never pin",
+    },
+    Opt {
+        id: Id::Verbose,
+        short: "v",
+        long: "verbose",
+        key: None,
+        kind: Kind::Flag,
+        hint: "",
+        help: "print a per-vCPU table every tick",
+    },
+    Opt {
+        id: Id::Monitor,
+        short: "m",
+        long: "monitor",
+        key: None,
+        kind: Kind::Flag,
+        hint: "",
+        help: "live view: one bar per pCPU with its vCPUs, redrawn in place",
+    },
+    Opt {
+        id: Id::Help,
+        short: "h",
+        long: "help",
+        key: None,
+        kind: Kind::Flag,
+        hint: "",
+        help: "print this help and exit",
+    },
+    Opt {
+        id: Id::Version,
+        short: "V",
+        long: "version",
+        key: None,
+        kind: Kind::Flag,
+        hint: "",
+        help: "print the version and exit",
+    },
+];
+
 fn daemon_options() -> Options {
     let mut o = Options::new();
-    o.optopt(
-        "c",
-        "connect",
-        "hypervisor URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)",
-        "URI",
-    );
-    o.optopt(
-        "t",
-        "threshold",
-        &format!(
-            "balanced when the std. deviation of pCPU loads is at most SIGMA percentage points (default {DEFAULT_THRESHOLD_PCT})"
-        ),
-        "SIGMA",
-    );
-    o.optopt(
-        "p",
-        "policy",
-        "balance (default) or seed (the original one-move rule)",
-        "NAME",
-    );
-    o.optmulti(
-        "d",
-        "domain",
-        "manage only domains whose name matches GLOB (repeatable)",
-        "GLOB",
-    );
-    o.optmulti(
-        "x",
-        "exclude-domain",
-        "never pin domains whose name matches GLOB (repeatable)",
-        "GLOB",
-    );
-    o.optopt(
-        "",
-        "cpus",
-        "place vCPUs only on these pCPUs (virsh cpulist: 2-7, 1,3,5-7; default all)",
-        "LIST",
-    );
-    o.optflag(
-        "",
-        "repin-configured",
-        "also re-pin domains whose owner pinned them in their persistent configuration",
-    );
-    o.optopt(
-        "",
-        "config",
-        "read settings from FILE (KEY=VALUE lines, e.g. /etc/default/vcpu-scheduler); options given here win",
-        "FILE",
-    );
-    o.optopt(
-        "",
-        "summary",
-        "log a summary line every SECONDS (default 600)",
-        "SECONDS",
-    );
-    o.optopt(
-        "",
-        "metrics-file",
-        "write Prometheus metrics to PATH each tick (for node_exporter's textfile collector)",
-        "PATH",
-    );
-    o.optflag(
-        "",
-        "once",
-        "sample, wait INTERVAL, decide and act once, then exit",
-    );
-    o.optflag("n", "dry-run", "decide and print, never pin");
-    o.optflag("v", "verbose", "print a per-vCPU table every tick");
-    o.optflag(
-        "m",
-        "monitor",
-        "live view: one bar per pCPU with its vCPUs, redrawn in place",
-    );
-    o.optflag("h", "help", "print this help and exit");
-    o.optflag("V", "version", "print the version and exit");
+    for opt in OPTIONS {
+        match opt.kind {
+            Kind::Value => o.optopt(opt.short, opt.long, opt.help, opt.hint),
+            Kind::Multi => o.optmulti(opt.short, opt.long, opt.help, opt.hint),
+            Kind::Flag => o.optflag(opt.short, opt.long, opt.help),
+        };
+    }
     o
 }
 
@@ -198,92 +329,251 @@ Exit status: 0 stopped by SIGINT/SIGTERM or --once done; 1 runtime failure
 }
 
 /// Parse the arguments after the program name. `env_uri` is `$LIBVIRT_DEFAULT_URI`.
+///
+/// With `--config FILE`, the file's settings are read as values (never as options, so
+/// `INTERVAL=--once` is a bad INTERVAL, not a flag) for what the command line does not
+/// say; each is checked as its option is, and an error names `FILE:LINE`.
 pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageError> {
     if args.first().map(String::as_str) == Some("simulate") {
         return parse_simulate(&args[1..]);
     }
-    let mut m = daemon_options().parse(args).map_err(getopts_error)?;
+    let m = daemon_options()
+        .parse(args)
+        .map_err(|e| getopts_error(e, args))?;
     if m.opt_present("help") {
         return Ok(Command::Help(usage()));
     }
     if m.opt_present("version") {
         return Ok(Command::Version);
     }
+    let mut given = Given::from_matches(&m);
     let mut warnings = Vec::new();
-    if let Some(path) = m.opt_str("config") {
-        let file = settings::load(Path::new(&path)).map_err(|e| UsageError(e.to_string()))?;
-        // What the command line does not say, the file does.
-        let mut all = args.to_vec();
-        for (option, extra) in &file.args {
-            let given = if option.is_empty() {
-                !m.free.is_empty()
-            } else {
-                m.opt_present(option)
+    let config_file = m.opt_str("config").map(PathBuf::from);
+    if let Some(path) = &config_file {
+        let lines = settings::load(path).map_err(|e| UsageError(e.0))?;
+        given.file = Shown(path).to_string();
+        warnings = given.add_file(&lines)?;
+    }
+    let mut c = given.config(env_uri)?;
+    c.warnings = warnings;
+    c.config_file = config_file;
+    c.argv = args.to_vec();
+    Ok(Command::Run(Box::new(c)))
+}
+
+/// One value given for an option: its text, and its line in the settings file (`None`
+/// when it came from the command line), so an error can say where it is.
+#[derive(Debug, Clone)]
+struct Value {
+    text: String,
+    line: Option<usize>,
+}
+
+/// What the command line and the settings file said, per entry of [`OPTIONS`] and one
+/// more for INTERVAL, the command line winning option by option.
+struct Given {
+    values: Vec<Vec<Value>>,
+    /// The settings file as messages show it.
+    file: String,
+}
+
+/// Where INTERVAL sits in [`Given::values`].
+const INTERVAL_SLOT: usize = OPTIONS.len();
+
+impl Given {
+    fn from_matches(m: &getopts::Matches) -> Given {
+        let arg = |text: String| Value { text, line: None };
+        let mut values = vec![Vec::new(); INTERVAL_SLOT + 1];
+        for o in OPTIONS {
+            values[o.id as usize] = match o.kind {
+                Kind::Flag => (0..m.opt_count(o.long))
+                    .map(|_| arg(String::new()))
+                    .collect(),
+                Kind::Value | Kind::Multi => m.opt_strs(o.long).into_iter().map(arg).collect(),
             };
-            if !given {
-                all.extend(extra.iter().cloned());
+        }
+        values[INTERVAL_SLOT] = m.free.iter().cloned().map(arg).collect();
+        Given {
+            values,
+            file: String::new(),
+        }
+    }
+
+    /// Take the settings file's lines for what the command line left unsaid. Returns
+    /// one warning per key the program does not know.
+    fn add_file(&mut self, lines: &[settings::Line]) -> Result<Vec<String>, UsageError> {
+        let mut from_file: Vec<Option<Vec<Value>>> = vec![None; self.values.len()];
+        let mut warnings = Vec::new();
+        for l in lines {
+            let at = |msg: String| UsageError(format!("{}:{}: {msg}", self.file, l.line));
+            let slot = if l.key == INTERVAL_KEY {
+                Some(INTERVAL_SLOT)
+            } else {
+                OPTIONS
+                    .iter()
+                    .find(|o| o.key == Some(l.key.as_str()))
+                    .map(|o| o.id as usize)
+            };
+            let Some(slot) = slot else {
+                let known = OPTIONS.iter().filter_map(|o| o.key).chain([INTERVAL_KEY]);
+                if let Some(k) = known.clone().find(|k| k.eq_ignore_ascii_case(&l.key)) {
+                    return Err(at(format!(
+                        "unknown setting {:?}: keys are upper case, as in {k}",
+                        l.key
+                    )));
+                }
+                warnings.push(format!(
+                    "{}:{}: unknown setting {:?} ignored",
+                    self.file, l.line, l.key
+                ));
+                continue;
+            };
+            let value = |text: &str| Value {
+                text: text.to_owned(),
+                line: Some(l.line),
+            };
+            let kind = OPTIONS.get(slot).map_or(Kind::Value, |o| o.kind);
+            // A key given twice: the later line wins, as in a shell; empty is unset.
+            from_file[slot] = match kind {
+                _ if l.value.is_empty() => None,
+                Kind::Value => Some(vec![value(&l.value)]),
+                Kind::Multi => Some(l.value.split_whitespace().map(value).collect()),
+                Kind::Flag => match l.value.as_str() {
+                    "yes" | "true" | "1" => Some(vec![value("")]),
+                    "no" | "false" | "0" => None,
+                    v => return Err(at(format!("{} must be yes or no, not {v:?}", l.key))),
+                },
+            };
+        }
+        for (given, file) in self.values.iter_mut().zip(from_file) {
+            if given.is_empty() {
+                *given = file.unwrap_or_default();
             }
         }
-        m = daemon_options()
-            .parse(&all)
-            .map_err(|e| UsageError(format!("{path}: {}", getopts_error(e).0)))?;
-        warnings = file.warnings;
+        Ok(warnings)
     }
-    let interval = match m.free.as_slice() {
-        [one] => parse_interval(one)?,
-        [] => {
-            return Err(UsageError(
-                "missing INTERVAL (seconds between ticks)".into(),
-            ));
-        }
-        [_, extra, ..] => {
-            return Err(UsageError(format!(
-                "unexpected argument {extra:?} after INTERVAL"
-            )));
-        }
-    };
-    let uri = m
-        .opt_str("connect")
-        .or_else(|| env_uri.filter(|u| !u.is_empty()).map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_URI.to_owned());
-    if uri.is_empty() || uri.contains('\0') {
-        return Err(UsageError(format!("invalid --connect URI {uri:?}")));
+
+    fn all(&self, id: Id) -> &[Value] {
+        &self.values[id as usize]
     }
-    let sched = SchedConfig {
-        params: Params {
-            threshold_pct: parse_threshold(m.opt_str("threshold"))?,
-            ..Params::default()
-        },
-        policy: parse_policy(m.opt_str("policy"))?,
-        dry_run: m.opt_present("dry-run"),
-        select: Selection::new(
-            parse_globs(&m, "domain")?,
-            parse_globs(&m, "exclude-domain")?,
-        )
-        .repin_configured(m.opt_present("repin-configured")),
-        ..SchedConfig::default()
-    };
-    Ok(Command::Run(Box::new(Config {
-        uri,
-        interval,
-        once: m.opt_present("once"),
-        verbose: m.opt_present("verbose"),
-        monitor: m.opt_present("monitor"),
-        cpus: parse_cpus(m.opt_str("cpus"))?,
-        summary_every: match m.opt_str("summary") {
+
+    fn one(&self, id: Id) -> Option<&Value> {
+        self.values[id as usize].last()
+    }
+
+    fn flag(&self, id: Id) -> bool {
+        !self.values[id as usize].is_empty()
+    }
+
+    /// `invalid --threshold "abc": why`, or `FILE:LINE: invalid THRESHOLD "abc": why`.
+    fn invalid(&self, slot: usize, v: &Value, why: impl fmt::Display) -> UsageError {
+        let (long, key) = match OPTIONS.get(slot) {
+            Some(o) => (format!("--{}", o.long), o.key.unwrap_or(o.long)),
+            None => ("INTERVAL".to_owned(), INTERVAL_KEY),
+        };
+        UsageError(match v.line {
+            None => format!("invalid {long} {:?}: {why}", v.text),
+            Some(n) => format!("{}:{n}: invalid {key} {:?}: {why}", self.file, v.text),
+        })
+    }
+
+    /// Check every value and build the daemon's settings.
+    fn config(&self, env_uri: Option<&str>) -> Result<Config, UsageError> {
+        let check = |id: Id, parse: &dyn Fn(&str) -> Result<(), String>| {
+            for v in self.all(id) {
+                parse(&v.text).map_err(|why| self.invalid(id as usize, v, why))?;
+            }
+            Ok::<(), UsageError>(())
+        };
+        let uri = match self.one(Id::Connect) {
+            Some(v) => {
+                if v.text.is_empty() || v.text.contains('\0') {
+                    return Err(self.invalid(Id::Connect as usize, v, "not a URI"));
+                }
+                v.text.clone()
+            }
+            None => env_uri
+                .filter(|u| !u.is_empty() && !u.contains('\0'))
+                .unwrap_or(DEFAULT_URI)
+                .to_owned(),
+        };
+        let text = |id: Id| self.one(id).map(|v| v.text.as_str());
+        let value_of = |id: Id, parse: fn(&str) -> Result<f64, String>, default: f64| {
+            self.one(id).map_or(Ok(default), |v| {
+                parse(&v.text).map_err(|why| self.invalid(id as usize, v, why))
+            })
+        };
+        let threshold_pct = value_of(Id::Threshold, threshold, DEFAULT_THRESHOLD_PCT)?;
+        let policy = match self.one(Id::Policy) {
+            None => Policy::Balance,
+            Some(v) => policy(&v.text).map_err(|why| self.invalid(Id::Policy as usize, v, why))?,
+        };
+        check(Id::Domain, &glob)?;
+        check(Id::ExcludeDomain, &glob)?;
+        check(Id::Cpus, &|s| cpulist(s).map(drop))?;
+        check(Id::MetricsFile, &|s| metrics_path(s).map(drop))?;
+        let summary_every = match self.one(Id::Summary) {
             None => DEFAULT_SUMMARY,
-            Some(s) => parse_seconds(&s, "--summary")?,
-        },
-        metrics_file: m.opt_str("metrics-file").map(PathBuf::from),
-        warnings,
-        sched,
-    })))
+            Some(v) => {
+                seconds(&v.text).map_err(|why| self.invalid(Id::Summary as usize, v, why))?
+            }
+        };
+        // Every value is checked before INTERVAL is missed: the first thing wrong in a
+        // settings file is what its author should hear about.
+        let intervals = &self.values[INTERVAL_SLOT];
+        let interval = match intervals.as_slice() {
+            [one] => seconds(&one.text).map_err(|why| self.invalid(INTERVAL_SLOT, one, why))?,
+            [] if self.file.is_empty() => {
+                return Err(UsageError(
+                    "missing INTERVAL (seconds between ticks)".into(),
+                ));
+            }
+            [] => {
+                return Err(UsageError(format!(
+                    "missing INTERVAL (seconds between ticks), on the command line or as INTERVAL= in {}",
+                    self.file
+                )));
+            }
+            [_, extra, ..] => {
+                return Err(UsageError(format!(
+                    "unexpected argument {:?} after INTERVAL",
+                    extra.text
+                )));
+            }
+        };
+        let words = |id: Id| self.all(id).iter().map(|v| v.text.clone()).collect();
+        let sched = SchedConfig {
+            params: Params {
+                threshold_pct,
+                ..Params::default()
+            },
+            policy,
+            dry_run: self.flag(Id::DryRun),
+            select: Selection::new(words(Id::Domain), words(Id::ExcludeDomain))
+                .repin_configured(self.flag(Id::RepinConfigured)),
+            ..SchedConfig::default()
+        };
+        Ok(Config {
+            uri,
+            interval,
+            once: self.flag(Id::Once),
+            verbose: self.flag(Id::Verbose),
+            monitor: self.flag(Id::Monitor),
+            cpus: text(Id::Cpus).map(str::to_owned),
+            summary_every,
+            metrics_file: text(Id::MetricsFile).map(PathBuf::from),
+            warnings: Vec::new(),
+            config_file: None,
+            argv: Vec::new(),
+            sched,
+        })
+    }
 }
 
 fn parse_simulate(args: &[String]) -> Result<Command, UsageError> {
     let m = simulate_options()
         .parse(args)
-        .map_err(|e| UsageError(format!("simulate: {}", getopts_error(e).0)))?;
+        .map_err(|e| UsageError(format!("simulate: {}", getopts_error(e, args).0)))?;
     if m.opt_present("help") {
         return Ok(Command::Help(usage()));
     }
@@ -309,51 +599,52 @@ fn parse_simulate(args: &[String]) -> Result<Command, UsageError> {
     };
     Ok(Command::Simulate(SimulateArgs {
         file,
-        policy: parse_policy(m.opt_str("policy"))?,
+        policy: match m.opt_str("policy") {
+            None => Policy::Balance,
+            Some(p) => {
+                policy(&p).map_err(|why| UsageError(format!("invalid --policy {p:?}: {why}")))?
+            }
+        },
         ticks,
         json: m.opt_present("json"),
-        threshold_pct: parse_threshold(m.opt_str("threshold"))?,
+        threshold_pct: match m.opt_str("threshold") {
+            None => DEFAULT_THRESHOLD_PCT,
+            Some(t) => threshold(&t)
+                .map_err(|why| UsageError(format!("invalid --threshold {t:?}: {why}")))?,
+        },
         ignore_topology: m.opt_present("ignore-topology"),
     }))
 }
 
-/// Short and long names of the options, to name them the way users type them.
-const NAMES: &[(&str, &str)] = &[
-    ("c", "connect"),
-    ("t", "threshold"),
-    ("p", "policy"),
-    ("d", "domain"),
-    ("x", "exclude-domain"),
-    ("n", "dry-run"),
-    ("v", "verbose"),
-    ("m", "monitor"),
-    ("h", "help"),
-    ("V", "version"),
-];
-
 /// getopts names an option by whichever name was typed, without dashes ("c"); say
-/// `-c/--connect` instead, and keep the message to one line.
-fn getopts_error(e: getopts::Fail) -> UsageError {
-    let name = |n: &str| match NAMES.iter().find(|(s, l)| *s == n || *l == n) {
-        Some((s, l)) => format!("-{s}/--{l}"),
+/// `-c/--connect` instead, and keep the message to one line. A negative number is no
+/// option but a bad INTERVAL (`-1`, `-inf`): say so.
+fn getopts_error(e: getopts::Fail, args: &[String]) -> UsageError {
+    let name = |n: &str| match OPTIONS.iter().find(|o| o.short == n || o.long == n) {
+        Some(o) if !o.short.is_empty() => format!("-{}/--{}", o.short, o.long),
+        Some(o) => format!("--{}", o.long),
         None if n.len() == 1 => format!("-{n}"),
         None => format!("--{n}"),
     };
     UsageError(match e {
+        getopts::Fail::UnrecognizedOption(n) => {
+            let negative = args.iter().find(|a| {
+                a.strip_prefix('-')
+                    .is_some_and(|rest| rest.starts_with(&n) && rest.parse::<f64>().is_ok())
+            });
+            match negative {
+                Some(a) => match seconds(a) {
+                    Err(why) => format!("invalid INTERVAL {a:?}: {why}"),
+                    Ok(_) => format!("unknown option {}", name(&n)),
+                },
+                None => format!("unknown option {}", name(&n)),
+            }
+        }
         getopts::Fail::ArgumentMissing(n) => format!("option {} needs a value", name(&n)),
-        getopts::Fail::UnrecognizedOption(n) => format!("unknown option {}", name(&n)),
         getopts::Fail::OptionDuplicated(n) => format!("option {} given more than once", name(&n)),
         getopts::Fail::UnexpectedArgument(n) => format!("option {} takes no value", name(&n)),
         other => other.to_string(),
     })
-}
-
-/// A finite number > 0, or `None`.
-fn positive(s: &str) -> Option<f64> {
-    s.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite() && *x > 0.0)
 }
 
 /// INTERVAL bounds. Below 10 ms there is nothing to measure (QEMU's vCPU times move in
@@ -366,36 +657,47 @@ const MAX_INTERVAL: f64 = 365.0 * 86_400.0;
 const MIN_THRESHOLD: f64 = 0.01;
 const MAX_THRESHOLD: f64 = 100.0;
 
-fn parse_interval(s: &str) -> Result<Duration, UsageError> {
+/// A finite number > 0, or `None`.
+fn positive(s: &str) -> Option<f64> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x > 0.0)
+}
+
+/// Seconds within the INTERVAL range: INTERVAL itself and `--summary`.
+fn seconds(s: &str) -> Result<Duration, String> {
     positive(s)
         .filter(|x| (MIN_INTERVAL..=MAX_INTERVAL).contains(x))
         .and_then(|x| Duration::try_from_secs_f64(x).ok())
-        .ok_or_else(|| {
-            UsageError(format!(
-                "invalid INTERVAL {s:?}: expected seconds from {MIN_INTERVAL} to {MAX_INTERVAL}"
-            ))
-        })
+        .ok_or_else(|| format!("expected seconds from {MIN_INTERVAL} to {MAX_INTERVAL}"))
 }
 
-/// A duration in seconds within the INTERVAL range, for `option`.
-fn parse_seconds(s: &str, option: &str) -> Result<Duration, UsageError> {
+fn threshold(s: &str) -> Result<f64, String> {
     positive(s)
-        .filter(|x| (MIN_INTERVAL..=MAX_INTERVAL).contains(x))
-        .and_then(|x| Duration::try_from_secs_f64(x).ok())
-        .ok_or_else(|| {
-            UsageError(format!(
-                "invalid {option} {s:?}: expected seconds from {MIN_INTERVAL} to {MAX_INTERVAL}"
-            ))
-        })
+        .filter(|x| (MIN_THRESHOLD..=MAX_THRESHOLD).contains(x))
+        .ok_or_else(|| format!("expected a number from {MIN_THRESHOLD} to {MAX_THRESHOLD}"))
 }
 
-/// `--cpus` must be a cpulist; whether its pCPUs exist is known only once connected.
-fn parse_cpus(s: Option<String>) -> Result<Option<String>, UsageError> {
-    let Some(s) = s else { return Ok(None) };
-    match CpuMap::parse_list(&s, MAX_CPUS) {
-        Ok(m) if m.count() > 0 => Ok(Some(s)),
-        Ok(_) => Err(UsageError(format!("invalid --cpus {s:?}: no pCPU in it"))),
-        Err(e) => Err(UsageError(format!("invalid --cpus {s:?}: {e}"))),
+fn policy(s: &str) -> Result<Policy, String> {
+    Policy::parse(s).ok_or_else(|| "expected \"balance\" or \"seed\"".to_owned())
+}
+
+fn glob(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        Err("empty pattern".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// `--cpus` must be a cpulist of pCPUs this program can address; whether they exist is
+/// known only once connected ([`cpus_for_host`]).
+fn cpulist(s: &str) -> Result<CpuMap, String> {
+    match CpuMap::parse_list(s, MAX_CPUS) {
+        Ok(m) if m.count() > 0 => Ok(m),
+        Ok(_) => Err("no pCPU in it".into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -409,152 +711,13 @@ pub fn cpus_for_host(list: &str, pcpus: usize) -> Result<CpuMap, UsageError> {
     })
 }
 
-fn parse_threshold(s: Option<String>) -> Result<f64, UsageError> {
-    match s {
-        None => Ok(DEFAULT_THRESHOLD_PCT),
-        Some(s) => positive(&s)
-            .filter(|x| (MIN_THRESHOLD..=MAX_THRESHOLD).contains(x))
-            .ok_or_else(|| {
-                UsageError(format!(
-                    "invalid --threshold {s:?}: expected a number from {MIN_THRESHOLD} to {MAX_THRESHOLD}"
-                ))
-            }),
+/// The metrics file's path, as far as it can be judged without touching the disk.
+fn metrics_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() || s.contains('\0') {
+        return Err("not a file name".into());
     }
-}
-
-fn parse_policy(s: Option<String>) -> Result<Policy, UsageError> {
-    match s {
-        None => Ok(Policy::Balance),
-        Some(s) => Policy::parse(&s).ok_or_else(|| {
-            UsageError(format!(
-                "invalid --policy {s:?}: expected \"balance\" or \"seed\""
-            ))
-        }),
-    }
-}
-
-fn parse_globs(m: &getopts::Matches, name: &str) -> Result<Vec<String>, UsageError> {
-    let globs = m.opt_strs(name);
-    if let Some(bad) = globs.iter().find(|g| g.is_empty()) {
-        return Err(UsageError(format!(
-            "invalid --{name} {bad:?}: empty pattern"
-        )));
-    }
-    Ok(globs)
+    Ok(PathBuf::from(s))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn run(v: &[&str]) -> Config {
-        match parse(&args(v), None) {
-            Ok(Command::Run(c)) => *c,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn the_course_habit_works() {
-        let c = run(&["2"]);
-        assert_eq!(c.interval, Duration::from_secs(2));
-        assert_eq!(c.uri, DEFAULT_URI);
-        assert_eq!(c.sched.params.threshold_pct, 5.0);
-        assert_eq!(c.sched.policy, Policy::Balance);
-    }
-
-    #[test]
-    fn options_are_read() {
-        let c = run(&[
-            "-c",
-            "test:///default",
-            "-t",
-            "2.5",
-            "--once",
-            "-n",
-            "-d",
-            "aos_*",
-            "-x",
-            "aos_k",
-            "0.5",
-        ]);
-        assert_eq!(c.uri, "test:///default");
-        assert_eq!(c.interval, Duration::from_millis(500));
-        assert_eq!(c.sched.params.threshold_pct, 2.5);
-        assert!(c.once && c.sched.dry_run);
-        assert!(c.sched.select.manages("aos_1") && !c.sched.select.manages("aos_k"));
-    }
-
-    #[test]
-    fn env_uri_is_the_default_and_connect_overrides_it() {
-        let Ok(Command::Run(c)) = parse(&args(&["1"]), Some("test:///default")) else {
-            panic!()
-        };
-        assert_eq!(c.uri, "test:///default");
-        let Ok(Command::Run(c)) = parse(
-            &args(&["-c", "qemu:///session", "1"]),
-            Some("test:///default"),
-        ) else {
-            panic!()
-        };
-        assert_eq!(c.uri, "qemu:///session");
-    }
-
-    #[test]
-    fn bad_numbers_are_usage_errors_naming_the_value() {
-        for bad in [
-            "abc", "0", "-1", "NaN", "inf", "", "1e300", "0.001", "1e-10",
-        ] {
-            let e = parse(&args(&["--", bad]), None).unwrap_err();
-            assert!(e.0.contains("INTERVAL"), "{bad}: {e}");
-        }
-        for bad in ["x", "0", "-3", "nan", "inf", "101", "1e-320"] {
-            let e = parse(&args(&["-t", bad, "1"]), None).unwrap_err();
-            assert!(e.0.contains("--threshold"), "{bad}: {e}");
-        }
-        assert!(
-            parse(&args(&[]), None)
-                .unwrap_err()
-                .0
-                .contains("missing INTERVAL")
-        );
-        assert!(
-            parse(&args(&["1", "2"]), None)
-                .unwrap_err()
-                .0
-                .contains("unexpected")
-        );
-        assert!(
-            parse(&args(&["--bogus", "1"]), None)
-                .unwrap_err()
-                .0
-                .contains("bogus")
-        );
-        assert!(
-            parse(&args(&["-p", "fastest", "1"]), None)
-                .unwrap_err()
-                .0
-                .contains("--policy")
-        );
-    }
-
-    #[test]
-    fn simulate_subcommand() {
-        let Ok(Command::Simulate(s)) = parse(
-            &args(&[
-                "simulate", "x.scn", "--policy", "seed", "--ticks", "9", "--json",
-            ]),
-            None,
-        ) else {
-            panic!()
-        };
-        assert_eq!(s.file, PathBuf::from("x.scn"));
-        assert_eq!((s.policy, s.ticks, s.json), (Policy::Seed, Some(9), true));
-        assert!(parse(&args(&["simulate"]), None).is_err());
-        assert!(parse(&args(&["simulate", "f", "--ticks", "0"]), None).is_err());
-    }
-}
+mod tests;

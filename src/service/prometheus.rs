@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cpumap::CpuMap;
 use crate::host::DomainKey;
+use crate::policy;
 use crate::scheduler::report::Report;
 use crate::scheduler::sample::DemandMode;
 
@@ -75,7 +76,7 @@ pub fn residual_imbalance(
         total += d;
         n += 1;
     }
-    let bound = largest.max(total / n.max(1) as f64);
+    let bound = policy::bound(largest, total, n);
     Some(if bound > 0.0 { busiest / bound } else { 1.0 })
 }
 

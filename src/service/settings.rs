@@ -1,7 +1,6 @@
-//! The settings file (`--config FILE`; the service reads `/etc/default/vcpu-scheduler`):
-//! `KEY=VALUE` lines, `#` comments, values optionally in double or single quotes, as a
-//! shell would source them. Each key stands for a command-line option; the command
-//! line wins where both say something.
+//! The settings file's syntax (`--config FILE`; the service reads
+//! `/etc/default/vcpu-scheduler`): `KEY=VALUE` lines, `#` comments, an optional
+//! `export `, values optionally in double or single quotes, as a shell would source them.
 //!
 //! ```text
 //! INTERVAL=2
@@ -10,98 +9,30 @@
 //! REPIN_CONFIGURED=no
 //! ```
 //!
-//! A key the program does not know is reported (one line each) and ignored, so a file
-//! written for a newer release still starts an older one. A bad value is an error.
+//! This file knows the syntax only: which keys exist and what their values mean is the
+//! command line's table (`cli.rs`), so a key and its option are written once. Values are
+//! kept as text with their line number, so every error can say `FILE:LINE: reason`.
 
 use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// A key, the option it stands for, and how its value turns into arguments.
-struct Key {
-    name: &'static str,
-    option: &'static str,
-    kind: Kind,
+/// A settings file larger than this is not a settings file (`/dev/zero`, a log given
+/// by mistake): refused before it is read into memory. 1 MiB is ~50,000 lines.
+pub const MAX_SETTINGS_BYTES: u64 = 1 << 20;
+
+/// One `KEY=VALUE` line: the key as written, the value unquoted, and the line number
+/// (from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub key: String,
+    pub value: String,
+    pub line: usize,
 }
 
-enum Kind {
-    /// `--option VALUE`.
-    Value,
-    /// One `--option GLOB` per whitespace-separated word.
-    Words,
-    /// `yes` gives `--option`; `no` nothing.
-    Flag,
-    /// The free argument (INTERVAL).
-    Free,
-}
-
-const KEYS: &[Key] = &[
-    Key {
-        name: "INTERVAL",
-        option: "",
-        kind: Kind::Free,
-    },
-    Key {
-        name: "CONNECT",
-        option: "connect",
-        kind: Kind::Value,
-    },
-    Key {
-        name: "THRESHOLD",
-        option: "threshold",
-        kind: Kind::Value,
-    },
-    Key {
-        name: "POLICY",
-        option: "policy",
-        kind: Kind::Value,
-    },
-    Key {
-        name: "DOMAINS",
-        option: "domain",
-        kind: Kind::Words,
-    },
-    Key {
-        name: "EXCLUDE_DOMAINS",
-        option: "exclude-domain",
-        kind: Kind::Words,
-    },
-    Key {
-        name: "CPUS",
-        option: "cpus",
-        kind: Kind::Value,
-    },
-    Key {
-        name: "REPIN_CONFIGURED",
-        option: "repin-configured",
-        kind: Kind::Flag,
-    },
-    Key {
-        name: "DRY_RUN",
-        option: "dry-run",
-        kind: Kind::Flag,
-    },
-    Key {
-        name: "SUMMARY",
-        option: "summary",
-        kind: Kind::Value,
-    },
-    Key {
-        name: "METRICS_FILE",
-        option: "metrics-file",
-        kind: Kind::Value,
-    },
-];
-
-/// What a settings file says, as command-line arguments, and what it said wrong.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FromFile {
-    /// Per option name (`""` for INTERVAL): the arguments it gives.
-    pub args: Vec<(&'static str, Vec<String>)>,
-    /// One line per unknown key, `FILE:LINE: ...`.
-    pub warnings: Vec<String>,
-}
-
-/// A settings file that cannot be used: `FILE:LINE: reason`.
+/// A settings file that cannot be used: one line, `FILE:LINE: reason` where a line is
+/// at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingsError(pub String);
 
@@ -111,52 +42,87 @@ impl fmt::Display for SettingsError {
     }
 }
 
-pub fn load(path: &Path) -> Result<FromFile, SettingsError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SettingsError(format!("cannot read settings file {file}: {e}")))?;
-    parse(&text, &file)
+/// A path as it may be shown on one log line: as written, or quoted and escaped when it
+/// holds a control character (a newline would split the line) or is not UTF-8.
+pub struct Shown<'a>(pub &'a Path);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.to_str() {
+            Some(s) if !s.chars().any(char::is_control) => f.write_str(s),
+            _ => write!(f, "{:?}", self.0),
+        }
+    }
 }
 
-/// Parse the text of a settings file; `file` names it in messages.
-pub fn parse(text: &str, file: &str) -> Result<FromFile, SettingsError> {
-    let mut out = FromFile::default();
-    for (i, raw) in text.lines().enumerate() {
-        let at = |msg: String| SettingsError(format!("{file}:{}: {msg}", i + 1));
+/// Read a regular file of at most `limit` bytes. Opened without blocking, so a FIFO
+/// (which would wait for a writer) is refused like a device or a directory, and read
+/// through a limit, so a file that grows while read cannot exhaust memory. `what`
+/// names the file in messages ("settings file", "scenario").
+pub fn read_regular(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    let shown = Shown(path);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read {what} {shown}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {what} {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("cannot read {what} {shown}: not a regular file"));
+    }
+    if meta.len() > limit {
+        return Err(format!(
+            "cannot read {what} {shown}: {} bytes, more than the {limit} allowed",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {what} {shown}: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "cannot read {what} {shown}: more than the {limit} bytes allowed"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Read and parse the settings file at `path`.
+pub fn load(path: &Path) -> Result<Vec<Line>, SettingsError> {
+    let bytes = read_regular(path, MAX_SETTINGS_BYTES, "settings file").map_err(SettingsError)?;
+    parse(&bytes, &Shown(path).to_string())
+}
+
+/// Parse the bytes of a settings file; `file` names it in messages. Every line must be
+/// UTF-8 (a file saved with a UTF-8 byte-order mark is read without it).
+pub fn parse(bytes: &[u8], file: &str) -> Result<Vec<Line>, SettingsError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut out = Vec::new();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let n = i + 1;
+        let at = |msg: String| SettingsError(format!("{file}:{n}: {msg}"));
+        let raw = std::str::from_utf8(raw)
+            .map_err(|e| at(format!("not valid UTF-8 (byte {})", e.valid_up_to() + 1)))?;
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
+        }
+        if line.contains('\0') {
+            return Err(at("a NUL byte in the line".into()));
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((key, value)) = line.split_once('=') else {
             return Err(at(format!("expected KEY=VALUE, got {line:?}")));
         };
-        let key = key.trim();
         let value = unquote(value.trim()).map_err(at)?;
-        let Some(k) = KEYS.iter().find(|k| k.name == key) else {
-            out.warnings
-                .push(format!("{file}:{}: unknown setting {key:?} ignored", i + 1));
-            continue;
-        };
-        if value.is_empty() {
-            continue; // unset, as in a shell
-        }
-        let args: Vec<String> = match k.kind {
-            Kind::Free => vec![value.to_owned()],
-            Kind::Value => vec![format!("--{}", k.option), value.to_owned()],
-            Kind::Words => value
-                .split_whitespace()
-                .flat_map(|w| [format!("--{}", k.option), w.to_owned()])
-                .collect(),
-            Kind::Flag => match value {
-                "yes" | "true" | "1" => vec![format!("--{}", k.option)],
-                "no" | "false" | "0" => Vec::new(),
-                _ => return Err(at(format!("{key} must be yes or no, not {value:?}"))),
-            },
-        };
-        // A key given twice: the later line wins, as in a shell.
-        out.args.retain(|(o, _)| *o != k.option);
-        out.args.push((k.option, args));
+        out.push(Line {
+            key: key.trim().to_owned(),
+            value: value.to_owned(),
+            line: n,
+        });
     }
     Ok(out)
 }
@@ -176,47 +142,77 @@ fn unquote(v: &str) -> Result<&str, String> {
 mod tests {
     use super::*;
 
-    fn args(f: &FromFile, option: &str) -> Vec<String> {
-        f.args
+    fn kv(lines: &[Line]) -> Vec<(&str, &str, usize)> {
+        lines
             .iter()
-            .find(|(o, _)| *o == option)
-            .map(|(_, a)| a.clone())
-            .unwrap_or_default()
+            .map(|l| (l.key.as_str(), l.value.as_str(), l.line))
+            .collect()
     }
 
     #[test]
-    fn keys_become_arguments() {
+    fn lines_become_keys_and_values() {
         let f = parse(
-            "# comment\nINTERVAL=2\nCPUS=\"2-7\"\nEXCLUDE_DOMAINS='db-* backup'\n\
-             REPIN_CONFIGURED=yes\nDRY_RUN=no\nexport THRESHOLD=3\nPOLICY=\n",
+            b"# comment\nINTERVAL=2\nCPUS=\"2-7\"\nEXCLUDE_DOMAINS='db-* backup'\n\
+             \n  export THRESHOLD = 3 \nPOLICY=\n",
             "f",
         )
         .unwrap();
-        assert_eq!(args(&f, ""), ["2"]);
-        assert_eq!(args(&f, "cpus"), ["--cpus", "2-7"]);
         assert_eq!(
-            args(&f, "exclude-domain"),
-            ["--exclude-domain", "db-*", "--exclude-domain", "backup"]
+            kv(&f),
+            [
+                ("INTERVAL", "2", 2),
+                ("CPUS", "2-7", 3),
+                ("EXCLUDE_DOMAINS", "db-* backup", 4),
+                ("THRESHOLD", "3", 6),
+                ("POLICY", "", 7),
+            ]
         );
-        assert_eq!(args(&f, "repin-configured"), ["--repin-configured"]);
-        assert!(args(&f, "dry-run").is_empty());
-        assert_eq!(args(&f, "threshold"), ["--threshold", "3"]);
-        assert!(f.args.iter().all(|(o, _)| *o != "policy"), "empty = unset");
-        assert!(f.warnings.is_empty());
     }
 
     #[test]
-    fn unknown_keys_warn_and_bad_lines_fail_with_file_and_line() {
-        let f = parse("INTERVAL=1\nFROB=3\n", "/etc/default/x").unwrap();
-        assert_eq!(
-            f.warnings,
-            ["/etc/default/x:2: unknown setting \"FROB\" ignored"]
-        );
-        let e = parse("INTERVAL=1\njust words\n", "x").unwrap_err();
+    fn bad_lines_fail_with_file_and_line() {
+        let e = parse(b"INTERVAL=1\njust words\n", "x").unwrap_err();
         assert_eq!(e.0, "x:2: expected KEY=VALUE, got \"just words\"");
-        let e = parse("DRY_RUN=maybe\n", "x").unwrap_err();
-        assert_eq!(e.0, "x:1: DRY_RUN must be yes or no, not \"maybe\"");
-        let e = parse("CPUS=\"1-3\n", "x").unwrap_err();
+        let e = parse(b"CPUS=\"1-3\n", "x").unwrap_err();
         assert!(e.0.starts_with("x:1: unterminated quote"), "{e}");
+        let e = parse(b"INTERVAL=1\nDOMAINS=caf\xE9\n", "x").unwrap_err();
+        assert_eq!(e.0, "x:2: not valid UTF-8 (byte 12)");
+        let e = parse(b"A=\0\n", "x").unwrap_err();
+        assert!(e.0.starts_with("x:1: a NUL"), "{e}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_key() {
+        let f = parse(b"\xEF\xBB\xBFINTERVAL=1\n", "x").unwrap();
+        assert_eq!(kv(&f), [("INTERVAL", "1", 1)]);
+    }
+
+    #[test]
+    fn only_small_regular_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("vcs-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
+        let e = read_regular(&fifo, 10, "settings file").unwrap_err();
+        assert!(e.ends_with("not a regular file"), "{e}");
+        let e = read_regular(Path::new("/dev/zero"), 10, "settings file").unwrap_err();
+        assert!(e.ends_with("not a regular file"), "{e}");
+        let e = read_regular(&dir, 10, "settings file").unwrap_err();
+        assert!(
+            e.contains("not a regular file") || e.contains("directory"),
+            "{e}"
+        );
+        let big = dir.join("big");
+        std::fs::write(&big, [b'#'; 11]).unwrap();
+        let e = read_regular(&big, 10, "settings file").unwrap_err();
+        assert!(e.ends_with("11 bytes, more than the 10 allowed"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn paths_with_control_characters_are_escaped() {
+        assert_eq!(Shown(Path::new("/etc/x")).to_string(), "/etc/x");
+        assert_eq!(Shown(Path::new("/tmp/a\nb")).to_string(), "\"/tmp/a\\nb\"");
     }
 }

@@ -11,11 +11,7 @@ use std::borrow::Cow;
 use super::host::SimHost;
 use super::model::SimVcpu;
 use super::share::place;
-
-/// A vCPU demanding at least this much of a pCPU counts as busy for
-/// [`SimHost::smt_conflicts`]: two of them on sibling threads lose a good part of their
-/// work to each other.
-pub const BUSY_DEMAND: f64 = 0.5;
+use crate::policy::{BUSY, bound};
 
 impl SimHost {
     /// `(busiest, bound)`: the largest sum of demands placed on one pCPU by the placement
@@ -30,7 +26,7 @@ impl SimHost {
             total += v.demand;
             largest = largest.max(v.demand);
         }
-        (busiest, largest.max(total / self.pcpus as f64))
+        (busiest, bound(largest, total, self.pcpus))
     }
 
     /// `busiest / bound` from [`SimHost::demand_placement_stats`]: 1.0 is a placement no
@@ -66,7 +62,7 @@ impl SimHost {
         }
         (0..nodes)
             .map(|n| {
-                let bound = largest[n].max(total[n] / pcpus[n].max(1) as f64);
+                let bound = bound(largest[n], total[n], pcpus[n]);
                 if bound > 0.0 { busiest[n] / bound } else { 1.0 }
             })
             .fold(1.0, f64::max)
@@ -100,7 +96,7 @@ impl SimHost {
     }
 
     /// SMT cores doubled up while a core idles: cores of two or more threads on which at
-    /// least two vCPUs demanding [`BUSY_DEMAND`] or more are placed, while another core
+    /// least two vCPUs demanding [`BUSY`] or more are placed, while another core
     /// of the same node has no such vCPU. Each such core counts once. A host without
     /// SMT has none (two busy vCPUs on one pCPU there are the bound's business).
     pub fn smt_conflicts(&self) -> u64 {
@@ -108,7 +104,7 @@ impl SimHost {
         let cores = self.topology.cores();
         let mut busy = vec![0u32; cores];
         for (v, &p) in self.running().zip(placement.iter()) {
-            if v.demand >= BUSY_DEMAND {
+            if v.demand >= BUSY {
                 busy[self.core_of(p as usize)] += 1;
             }
         }
@@ -171,7 +167,7 @@ impl SimHost {
                 load[least] += d;
             }
             let total: f64 = demands.iter().sum();
-            let bound = demands[0].max(total / pcpus as f64);
+            let bound = bound(demands[0], total, pcpus);
             let busiest = load.iter().copied().fold(0.0, f64::max);
             if bound > 0.0 {
                 worst = worst.max(busiest / bound);

@@ -106,6 +106,5 @@ mod test_support;
 
 pub use error::SimHostError;
 pub use host::{SimHost, VcpuView};
-pub use metrics::BUSY_DEMAND;
 pub use rng::SplitMix64;
 pub use share::SMT_ALL_BUSY;

@@ -5,14 +5,12 @@
 //! built.
 
 use super::model::{SimDomain, pcpu_u32};
+use crate::policy::TIE;
 use crate::topology::Topology;
 
 /// Work a core delivers when every one of its threads is busy, in pCPUs: two busy
 /// siblings get 0.65 each of what one thread alone would do.
 pub const SMT_ALL_BUSY: f64 = 1.3;
-
-/// Two placed loads closer than this are a tie (sums of demands carry rounding error).
-const TIE: f64 = 1e-9;
 
 /// One running vCPU in the per-interval sharing pass.
 #[derive(Debug, Clone, Copy)]
