@@ -159,7 +159,7 @@ fn every_error_names_file_line_and_reason() {
         ("pcpus 4\nvm a\n", "t.scn:2: vm needs a name and demands"),
         (
             "pcpus 4\nvm a 50 pin 4\n",
-            "t.scn:2: bad cpulist \"4\" for pin: pcpu 4 does not",
+            "t.scn:2: bad cpulist \"4\" for pin: pcpu 4 is out of range 0-3",
         ),
         (
             "pcpus 4\nvm a 50 pin 0-9\n",
