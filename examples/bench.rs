@@ -42,7 +42,7 @@ use vcpu_scheduler::policy::{self, Params, Policy};
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 use vcpu_scheduler::service::simulate::INTERVAL_NS;
 use vcpu_scheduler::service::simulate::{SimOptions, Summary, run_scenario, run_scenario_then};
-use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario, Shape};
+use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario, random};
 use vcpu_scheduler::sim::{SimHost, SplitMix64};
 
 /// What is compared: a policy, and whether the simulated host reports run-queue delay
@@ -246,7 +246,7 @@ fn random_scenarios() -> Result<(), String> {
     let mut best_known_good = 0;
     let mut best_known_by_utilization = [0u64; UTILIZATION.len()];
     for n in 0..RANDOM_SCENARIOS {
-        let sc = random_scenario(&mut rng, n);
+        let sc = random::flat(&mut rng, n);
         let mut demands: Vec<f64> = sc
             .domains
             .iter()
@@ -410,7 +410,7 @@ fn random_topologies() -> Result<(), String> {
     let mut reach = [0u64; 3];
     let (mut numa, mut smt, mut bound) = (0, 0, 0);
     for n in 0..TOPOLOGY_SCENARIOS {
-        let sc = random_topology_scenario(&mut rng, n);
+        let sc = random::shaped(&mut rng, n);
         let shape = sc.topology.ok_or("a random topology without a shape")?;
         numa += u64::from(shape.sockets > 1);
         smt += u64::from(shape.threads > 1);
@@ -556,39 +556,6 @@ impl Reach {
     }
 }
 
-/// A random shape (1–4 sockets, 1–2 threads per core, cores per socket so that there
-/// are 2–64 pCPUs) with the domains of [`random_domains`], a third of them with their
-/// memory on a random node.
-fn random_topology_scenario(rng: &mut SplitMix64, n: u64) -> Scenario {
-    let sockets = rng.range(1, 4) as usize;
-    let threads = rng.range(1, 2) as usize;
-    let per_core = sockets * threads;
-    let cores = rng.range(2_u64.div_ceil(per_core as u64), (64 / per_core) as u64) as usize;
-    let shape = Shape {
-        sockets,
-        cores,
-        threads,
-    };
-    let pcpus = shape.pcpus();
-    let mut domains = random_domains(rng, pcpus);
-    for d in &mut domains {
-        if rng.range(0, 2) == 0 {
-            // sockets ≤ 4: fits.
-            d.mem_node = Some(rng.range(0, sockets as u64 - 1) as u16);
-        }
-    }
-    Scenario {
-        pcpus,
-        topology: Some(shape),
-        ticks: 30,
-        noise_pct: 0.0,
-        seed: n,
-        reports_delay: true,
-        domains,
-        events: Vec::new(),
-    }
-}
-
 fn save_failures(
     dir: &Path,
     policy: &str,
@@ -654,59 +621,6 @@ impl References {
             lpt,
         }
     }
-}
-
-/// One random scenario, as described in the module docs.
-fn random_scenario(rng: &mut SplitMix64, n: u64) -> Scenario {
-    let pcpus = rng.range(2, 64) as usize;
-    Scenario {
-        pcpus,
-        topology: None,
-        ticks: 30,
-        noise_pct: 0.0,
-        seed: n,
-        reports_delay: true,
-        domains: random_domains(rng, pcpus),
-        events: Vec::new(),
-    }
-}
-
-/// Domains of 1–8 vCPUs until the host has between half and twice as many vCPUs as
-/// pCPUs, demands uniform in 0–100 %, each domain free, pinned to one random pCPU, or
-/// to a random range; memory bound to no node.
-fn random_domains(rng: &mut SplitMix64, pcpus: usize) -> Vec<DomainSpec> {
-    let want_vcpus = rng.range(pcpus as u64 / 2, 2 * pcpus as u64).max(1) as usize;
-    let mut domains = Vec::new();
-    let mut vcpus = 0;
-    while vcpus < want_vcpus {
-        let count = (rng.range(1, 8) as usize).min(want_vcpus - vcpus);
-        let demands_pct = (0..count).map(|_| rng.range(0, 100) as f64).collect();
-        let mut affinity = CpuMap::new(pcpus);
-        let last = pcpus as u64 - 1;
-        let (lo, hi) = match rng.range(0, 2) {
-            0 => (0, last),
-            1 => {
-                let p = rng.range(0, last);
-                (p, p)
-            }
-            _ => {
-                let lo = rng.range(0, last);
-                (lo, rng.range(lo, last))
-            }
-        };
-        for p in lo..=hi {
-            // In range: lo ≤ hi ≤ pcpus - 1.
-            let _ = affinity.set(p as usize);
-        }
-        domains.push(DomainSpec {
-            name: format!("d{}", domains.len()),
-            demands_pct,
-            affinity,
-            mem_node: None,
-        });
-        vcpus += count;
-    }
-    domains
 }
 
 /// Run `sc` as variant `v` sees it (a scenario's own `delay off` still holds).

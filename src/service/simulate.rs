@@ -155,24 +155,6 @@ impl From<io::Error> for SimError {
     }
 }
 
-/// The simulated host a scenario starts with, at virtual time 0: its shape, noise and
-/// delay, and the domains of its `vm` lines (nothing has run yet).
-pub fn start_host(sc: &Scenario) -> Result<SimHost, SimError> {
-    let mut host = match sc.topology {
-        Some(shape) => SimHost::with_topology(shape.topology()),
-        None => SimHost::new(sc.pcpus),
-    };
-    host.set_noise(sc.noise_pct, sc.seed);
-    host.set_reports_delay(sc.reports_delay);
-    let mut fractions = Vec::new();
-    for d in &sc.domains {
-        to_fractions(&d.demands_pct, &mut fractions);
-        host.add_domain_with_memory(&d.name, &fractions, &d.affinity, d.mem_node)
-            .map_err(|error| SimError::Host { tick: 0, error })?;
-    }
-    Ok(host)
-}
-
 /// Load the scenario at `path` and run it; see [`run_scenario`].
 pub fn run(path: &Path, opts: &SimOptions, out: &mut dyn Write) -> Result<Summary, SimError> {
     let scenario = Scenario::load(path)?;
@@ -197,7 +179,7 @@ pub fn run_scenario_then<T>(
     at_end: impl FnOnce(&SimHost) -> T,
 ) -> Result<(Summary, T), SimError> {
     let host_err = |tick| move |error| SimError::Host { tick, error };
-    let mut host = start_host(sc)?;
+    let mut host = SimHost::from_scenario(sc).map_err(host_err(0))?;
     host.hide_topology(opts.hide_topology);
     // Demands as fractions, for one domain at a time; sized once for the widest.
     let widest = sc
@@ -235,24 +217,10 @@ pub fn run_scenario_then<T>(
     let mut events = sc.events.iter().peekable();
     for tick in 1..=ticks {
         while let Some(e) = events.next_if(|e| e.tick <= tick) {
-            let host = sched.host_mut();
-            match &e.action {
-                Action::Load { name, demands_pct } => {
-                    to_fractions(demands_pct, &mut fractions);
-                    host.set_demands(name, &fractions)
-                }
-                Action::Vcpus { name, demands_pct } => {
-                    to_fractions(demands_pct, &mut fractions);
-                    host.set_vcpus(name, &fractions)
-                }
-                Action::Start(d) => {
-                    to_fractions(&d.demands_pct, &mut fractions);
-                    host.add_domain_with_memory(&d.name, &fractions, &d.affinity, d.mem_node)
-                        .map(|_| ())
-                }
-                Action::Stop { name } => host.stop_domain(name).map(|_| ()),
-            }
-            .map_err(host_err(tick))?;
+            sched
+                .host_mut()
+                .apply(&e.action, &mut fractions)
+                .map_err(host_err(tick))?;
             if event_ticks.last() != Some(&tick) {
                 event_ticks.push(tick);
             }
@@ -332,11 +300,6 @@ pub fn ticks_to_balance(sigma_within: &[bool], last_event: Option<u64>) -> Optio
     let since = sigma_within.len() as u64 - tail as u64 + 1; // first tick of that tail
     let start = last_event.unwrap_or(1); // the first tick that measures the change
     Some(since.max(start) - start + 1)
-}
-
-fn to_fractions(pct: &[f64], out: &mut Vec<f64>) {
-    out.clear();
-    out.extend(pct.iter().map(|p| p / 100.0));
 }
 
 fn print_tick(out: &mut dyn Write, sched: &Scheduler<SimHost>, json: bool) -> io::Result<()> {

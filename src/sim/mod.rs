@@ -81,8 +81,9 @@
 //! - `metrics`: what a placement is judged by (the bound, within nodes too, remote
 //!   vCPUs, SMT conflicts, work delivered);
 //! - [`rng`]: the seeded generator behind noise and random scenarios;
-//! - [`scenario`]: the scenario file format; [`simulate`]: runs one through the real
-//!   scheduler and sums it up.
+//! - [`scenario`]: the scenario file format (and random scenarios); `script`: a
+//!   scenario played on the host ([`SimHost::from_scenario`], [`SimHost::apply`]). The
+//!   runner that drives the real scheduler over it is [`crate::service::simulate`].
 //!
 //! [`Host`]: crate::host::Host
 //! [`Host::topology`]: crate::host::Host::topology
@@ -100,6 +101,9 @@ mod metrics;
 mod model;
 pub mod rng;
 pub mod scenario;
+mod script;
+#[cfg(test)]
+mod shape_tests;
 mod share;
 #[cfg(test)]
 mod test_support;

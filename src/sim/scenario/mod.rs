@@ -37,6 +37,7 @@ use std::fmt;
 use std::path::Path;
 
 mod parse;
+pub mod random;
 
 use parse::Parser;
 
