@@ -78,7 +78,8 @@ fn run() -> Result<(), (u8, String)> {
             ..SchedConfig::default()
         };
         let mut sched = Scheduler::new(host, cfg);
-        let tick = |s: &mut Scheduler<LibvirtHost<'_>>| s.tick().map_err(|e| (1, e.to_string()));
+        let tick =
+            |s: &mut Scheduler<LibvirtHost<'_>>| s.tick().map(drop).map_err(|e| (1, e.to_string()));
         tick(&mut sched)?;
         if !dry_run {
             // Let it settle: the first ticks take new vCPUs in and balance.
@@ -135,7 +136,7 @@ fn metrics_cost(sched: &Scheduler<LibvirtHost<'_>>, writes: u32) -> Result<(), (
     let report = sched.report();
     let t = Instant::now();
     for _ in 0..writes {
-        file.publish(&report, None, &counters);
+        file.publish(&report, &counters);
     }
     let per_write = t.elapsed() / writes;
     let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());

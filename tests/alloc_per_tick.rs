@@ -48,7 +48,7 @@ fn steady_state_ticks_allocate_nothing() {
 
     for _ in 0..10 {
         sched.tick().unwrap();
-        metrics.publish(&sched.report(), None, &counters);
+        metrics.publish(&sched.report(), &counters);
     }
 
     let (mut allocs, mut pins) = (0, 0);
@@ -60,7 +60,7 @@ fn steady_state_ticks_allocate_nothing() {
         sched.tick().unwrap();
         counters.migrations = sched.migrations();
         counters.tick_seconds += 0.001;
-        metrics.publish(&sched.report(), None, &counters);
+        metrics.publish(&sched.report(), &counters);
         allocs += allocations() - before;
         pins += sched.migrations() - migrations;
     }

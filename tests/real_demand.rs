@@ -43,6 +43,14 @@ fn groups(pins: &Pins, prefix: &str, names: &[&str]) -> Option<[Vec<String>; 2]>
 /// busy and a half on each pCPU. Usage cannot show it (all four read about 25 %, and
 /// the busy ones moved together would read 100 % on pCPU 1 while the halves read 50 %
 /// each); demand can.
+///
+/// What the measurements allow: squeezed four to a pCPU, a duty-cycle guest really
+/// does want more than its duty (it stays runnable while it waits for its timer), so
+/// at the first measured tick all four may read 98-100 % and the first split is a coin
+/// toss; the next tick measures the halves with room and corrects it with one swap.
+/// So: the pairing by the second tick after the first measurement (tick 3; the
+/// deadline leaves two intervals for a slow start on a busy 2-core host), at most 4
+/// pin changes (a split, then a swap), and none once it is right.
 #[test]
 fn two_busy_two_half_on_pcpu0_end_as_busy_half_pairs() {
     let (_host, mut fleet, _n) = setup("dem22");
@@ -70,7 +78,7 @@ fn two_busy_two_half_on_pcpu0_end_as_busy_half_pairs() {
             pair(&a) && pair(&b)
         })
     };
-    let done = poll_until(&mut sched, &mut watch, deadline(3), paired);
+    let done = poll_until(&mut sched, &mut watch, deadline(5), paired);
     let moves = watch.changes;
     let later = changes_during(&mut sched, &mut watch, INTERVAL * 3);
     let output = stop_and_check(sched);
@@ -83,10 +91,10 @@ fn two_busy_two_half_on_pcpu0_end_as_busy_half_pairs() {
     );
     assert!(
         done.is_some(),
-        "not {{busy, half}} on each pCPU within 3 intervals: {:?}\n{output}",
+        "not {{busy, half}} on each pCPU by tick 3 (5 intervals): {:?}\n{output}",
         groups(&watch.last, &prefix, &names)
     );
-    assert!(moves <= 3, "{moves} pin changes to get there (at most 3)");
+    assert!(moves <= 4, "{moves} pin changes to get there (at most 4)");
     assert_eq!(later, 0, "pins changed after the pairs were formed");
 }
 

@@ -292,8 +292,15 @@ fn dry_run_changes_no_pin() {
         t0.elapsed().as_secs_f64()
     );
     assert_eq!(changes, 0, "--dry-run changed pins: {:?}", watch.last);
+    let vcpus: Vec<&Vec<usize>> = watch.last.values().flatten().collect();
+    assert_eq!(
+        vcpus.len(),
+        2,
+        "both guests' vCPUs watched: {:?}",
+        watch.last
+    );
     assert!(
-        watch.last.values().flatten().all(|p| p == &[0]),
+        vcpus.iter().all(|p| *p == &[0]),
         "pins moved off pCPU 0: {:?}",
         watch.last
     );

@@ -403,7 +403,7 @@ fn hotplugged_vcpus_are_taken_in_at_once_and_unplugged_ones_forgotten() {
     let mut added: Vec<u32> = r
         .moves
         .iter()
-        .filter(|m| m.from.is_none() && m.applied)
+        .filter(|m| m.from.is_none() && m.counts())
         .map(|m| m.vcpu.0)
         .collect();
     added.sort();

@@ -253,13 +253,16 @@ fn settings_file_gives_options_and_unknown_keys_are_one_line_each() {
         .args(["--config", cfg, "--once", "-v", "--cpus", "1"])
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.lines()
-            .filter(|l| l.contains(" vcpu "))
-            .all(|r| r.contains("pinned 1 ")),
-        "{out}"
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" vcpu ")).collect();
+    assert_eq!(rows.len(), 7, "{out}");
+    assert!(rows.iter().all(|r| r.contains("pinned 1 ")), "{out}");
 
     // A bad value: one line naming the file and line, exit 2, nothing run.
     std::fs::write(&file, "INTERVAL=1\nDRY_RUN=maybe\n").unwrap();

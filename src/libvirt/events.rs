@@ -22,7 +22,7 @@ pub struct Flags {
     watchdog: AtomicBool,
     retry: AtomicBool,
     domains: AtomicBool,
-    started: AtomicBool,
+    started_or_stopped: AtomicBool,
     config: AtomicBool,
     closed: AtomicBool,
     close_reason: AtomicI32,
@@ -35,7 +35,7 @@ pub static FLAGS: Flags = Flags {
     watchdog: AtomicBool::new(false),
     retry: AtomicBool::new(false),
     domains: AtomicBool::new(false),
-    started: AtomicBool::new(false),
+    started_or_stopped: AtomicBool::new(false),
     config: AtomicBool::new(false),
     closed: AtomicBool::new(false),
     close_reason: AtomicI32::new(-1),
@@ -59,9 +59,10 @@ impl Flags {
     pub fn take_domains(&self) -> bool {
         self.domains.swap(false, Ordering::Relaxed)
     }
-    /// Some domain started: take it into management now, not at the next tick.
-    pub fn take_started(&self) -> bool {
-        self.started.swap(false, Ordering::Relaxed)
+    /// Some domain started or stopped: take it into management, or forget it, now,
+    /// not at the next tick.
+    pub fn take_started_or_stopped(&self) -> bool {
+        self.started_or_stopped.swap(false, Ordering::Relaxed)
     }
     /// Some domain's persistent configuration was (re)defined.
     pub fn take_config(&self) -> bool {
@@ -85,7 +86,7 @@ impl Flags {
             &self.watchdog,
             &self.retry,
             &self.domains,
-            &self.started,
+            &self.started_or_stopped,
             &self.config,
             &self.closed,
             &self.wake,
@@ -229,7 +230,7 @@ extern "C" fn on_lifecycle(
     FLAGS.domains.store(true, Ordering::Relaxed);
     let event = u32::try_from(event).unwrap_or(u32::MAX);
     if event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_STOPPED {
-        FLAGS.started.store(true, Ordering::Relaxed);
+        FLAGS.started_or_stopped.store(true, Ordering::Relaxed);
     }
     if event == VIR_DOMAIN_EVENT_DEFINED || event == VIR_DOMAIN_EVENT_UNDEFINED {
         FLAGS.config.store(true, Ordering::Relaxed);

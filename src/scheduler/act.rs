@@ -17,14 +17,32 @@ pub struct Move {
     pub to: PcpuId,
     /// Its usage when decided, fraction of a pCPU.
     pub usage: Option<f64>,
-    /// Actually pinned (false in dry-run mode or when the pin failed).
-    pub applied: bool,
-    /// libvirt refused the pin (not counting a domain that stopped meanwhile).
-    pub failed: bool,
+    /// What became of it.
+    pub pin: Pin,
     /// Why, and the planning loads of the two pCPUs and the vCPU's demand behind it.
     pub why: Why,
     pub loads: (f64, f64),
     pub demand: f64,
+}
+
+/// What became of one planned pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// Pinned.
+    Made,
+    /// Not tried: a dry run.
+    DryRun,
+    /// libvirt refused it (logged with libvirt's message).
+    Refused,
+    /// The domain stopped meanwhile: nothing to pin any more.
+    DomainGone,
+}
+
+impl Move {
+    /// A move as the counts and the log see it: pinned, or in a dry run planned.
+    pub fn counts(&self) -> bool {
+        matches!(self.pin, Pin::Made | Pin::DryRun)
+    }
 }
 
 /// Apply `planned` to `units` through `host`. Fills `moves`; returns pins made.
@@ -50,8 +68,7 @@ pub fn apply<H: Host>(
             from: u.pinned_to,
             to,
             usage: u.usage,
-            applied: false,
-            failed: false,
+            pin: Pin::DryRun,
             why: p.why,
             loads: p.loads,
             demand: p.demand,
@@ -59,7 +76,7 @@ pub fn apply<H: Host>(
         if !dry_run {
             match host.pin(u.domain, u.vcpu, to) {
                 Ok(()) => {
-                    m.applied = true;
+                    m.pin = Pin::Made;
                     if !p.guessed && !p.contended {
                         u.moved_at = Some(tick);
                     }
@@ -68,9 +85,9 @@ pub fn apply<H: Host>(
                     }
                     u.pinned_to = Some(to);
                 }
-                Err(e) if e.kind() == FailureKind::DomainGone => {}
+                Err(e) if e.kind() == FailureKind::DomainGone => m.pin = Pin::DomainGone,
                 Err(e) => {
-                    m.failed = true;
+                    m.pin = Pin::Refused;
                     let name = host.domain_name(u.domain).unwrap_or("?");
                     crate::warn!(
                         "cannot pin vcpu {} of domain \"{name}\" to pcpu {}: {e}",
@@ -80,7 +97,7 @@ pub fn apply<H: Host>(
                 }
             }
         }
-        if m.applied || dry_run {
+        if m.counts() {
             pinned += 1;
         }
         moves.push(m);

@@ -15,7 +15,7 @@ use crate::cpumap::CpuMap;
 use crate::host::Host;
 use crate::policy::{self, Analysis, Item, Outputs, Params, Pcpu, Planned, Policy, Scratch};
 use crate::topology::Topology;
-use act::Move;
+use act::{Move, Pin};
 use report::Report;
 use sample::{Sampler, Unit};
 use select::Selection;
@@ -118,15 +118,17 @@ impl<H: Host> Scheduler<H> {
         }
     }
 
-    /// One round of the loop. The first call only records baselines: usage needs two
-    /// samples. Fails only when the host cannot be listed or the connection is lost.
-    pub fn tick(&mut self) -> Result<(), H::Error> {
+    /// One round of the loop, and what it found: the report, built once, for every
+    /// reader of the tick (printers, the journal, metrics). The first call only records
+    /// baselines: usage needs two samples. Fails only when the host cannot be listed or
+    /// the connection is lost.
+    pub fn tick(&mut self) -> Result<Report<'_>, H::Error> {
         self.measure()?;
         self.analyze();
         self.act();
         self.sampler.commit(&self.units);
         self.ticks += 1;
-        Ok(())
+        Ok(self.report())
     }
 
     /// Measure: every vCPU of every running domain, with its usage since last tick.
@@ -145,7 +147,7 @@ impl<H: Host> Scheduler<H> {
                 usage: u.usage,
                 pinned: u.pinned_to.map(|p| p.index()),
                 last_ran: u.last_ran_on.map(|p| p.index()),
-                managed: u.managed,
+                managed: u.managed(),
                 cooling: u.moved_at.is_some_and(|t| tick < t + cooldown),
                 group: u.group,
                 known_demand: u.known_demand,
@@ -219,7 +221,7 @@ impl<H: Host> Scheduler<H> {
             self.ticks,
             &mut self.moves,
         );
-        self.failed_pins += self.moves.iter().filter(|m| m.failed).count() as u64;
+        self.failed_pins += self.moves.iter().filter(|m| m.pin == Pin::Refused).count() as u64;
     }
 
     /// The last tick, with everything its printers need.
@@ -237,17 +239,15 @@ impl<H: Host> Scheduler<H> {
             units: &self.units,
             unit_demand: &self.item_demand,
             names: &self.host,
+            cpus: self.cfg.cpus.as_ref(),
+            migrations: self.migrations,
+            failed_pins: self.failed_pins,
         }
     }
 
     /// Pins made since start (planned ones in dry-run mode).
     pub fn migrations(&self) -> u64 {
         self.migrations
-    }
-
-    /// Pins libvirt refused since start.
-    pub fn failed_pins(&self) -> u64 {
-        self.failed_pins
     }
 
     pub fn config(&self) -> &SchedConfig {

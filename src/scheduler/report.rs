@@ -9,8 +9,9 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use super::act::Move;
+use super::act::{Move, Pin};
 use super::sample::{DemandMode, Unit};
+use crate::cpumap::CpuMap;
 use crate::host::{DomainKey, DomainNames, PcpuId};
 use crate::policy::Analysis;
 
@@ -38,6 +39,12 @@ pub struct Report<'a> {
     pub unit_demand: &'a [f64],
     /// Domain names, looked up by key when printed.
     pub names: &'a dyn DomainNames,
+    /// The pCPUs managed vCPUs may use (`--cpus`), `None` for all.
+    pub cpus: Option<&'a CpuMap>,
+    /// Pins made since the scheduler started (planned ones in a dry run), and pins
+    /// libvirt refused.
+    pub migrations: u64,
+    pub failed_pins: u64,
 }
 
 impl Report<'_> {
@@ -58,8 +65,8 @@ impl Report<'_> {
 
     /// Domains seen this tick: (managed, left alone).
     pub fn domain_counts(&self) -> (usize, usize) {
-        let managed = self.domain_firsts().filter(|u| u.managed).count();
-        let alone = self.domain_firsts().filter(|u| !u.managed).count();
+        let managed = self.domain_firsts().filter(|u| u.managed()).count();
+        let alone = self.domain_firsts().filter(|u| !u.managed()).count();
         (managed, alone)
     }
 
@@ -148,7 +155,7 @@ pub fn write_tick_line(w: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
                 write!(w, " {}/{}:", r.name(m.domain), m.vcpu.0)?;
                 write_pcpu(w, m.from)?;
                 write!(w, "->{}", m.to.0)?;
-                if !m.applied && !r.dry_run {
+                if !m.counts() {
                     w.write_all(b"(failed)")?;
                 }
             }
@@ -181,7 +188,7 @@ pub fn write_vcpu_table(w: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
         write_pcpu(w, u.pinned_to)?;
         w.write_all(b"  last-ran ")?;
         write_pcpu(w, u.last_ran_on)?;
-        if !u.managed {
+        if !u.managed() {
             let why = u.left_alone.map_or("?", |w| w.describe());
             write!(w, "  (not managed: {why})")?;
         }
@@ -289,7 +296,7 @@ impl fmt::Display for Summary<'_> {
         write!(f, "; {moves} moves in the last {minutes:.0} min; ")?;
         let (managed, alone) = r.domain_counts();
         write!(f, "{managed} domains managed, {alone} left alone")?;
-        for (k, u) in r.domain_firsts().filter(|u| !u.managed).enumerate() {
+        for (k, u) in r.domain_firsts().filter(|u| !u.managed()).enumerate() {
             f.write_str(if k == 0 { " (" } else { ", " })?;
             let why = u.left_alone.map_or("?", |w| w.describe());
             write!(f, "{}: {why}", r.name(u.domain))?;
@@ -337,7 +344,12 @@ pub fn write_json_tick(out: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
             Some(p) => write!(out, "{}", p.0)?,
             None => out.write_all(b"null")?,
         }
-        write!(out, ",\"to\":{},\"applied\":{}}}", m.to.0, m.applied)?;
+        write!(
+            out,
+            ",\"to\":{},\"applied\":{}}}",
+            m.to.0,
+            m.pin == Pin::Made
+        )?;
     }
     out.write_all(b"]}\n")
 }

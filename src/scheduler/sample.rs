@@ -17,10 +17,7 @@ pub struct Unit {
     pub vcpu: VcpuId,
     /// Index of the domain in this tick's listing: groups the vCPUs of one domain.
     pub group: u32,
-    /// May be pinned: selected by `--domain`/`--exclude-domain` and not pinned by its
-    /// owner (see [`Unit::left_alone`]).
-    pub managed: bool,
-    /// Why it is not managed, when it is not.
+    /// Why it is not managed, when it is not (see [`Unit::managed`]).
     pub left_alone: Option<LeftAlone>,
     pub cpu_time_ns: u64,
     pub at_ns: u64,
@@ -51,6 +48,14 @@ pub struct Unit {
     /// home nodes the policy settled for it (0 until then).
     pub mem_nodes: u64,
     pub home: u64,
+}
+
+impl Unit {
+    /// May it be pinned? Selected by `--domain`/`--exclude-domain` and not pinned by
+    /// its owner: nothing leaves it alone.
+    pub fn managed(&self) -> bool {
+        self.left_alone.is_none()
+    }
 }
 
 /// Where the demand the policy plans with comes from.
@@ -268,7 +273,6 @@ impl Sampler {
             domain: s.domain,
             vcpu: s.vcpu,
             group,
-            managed: left_alone.is_none(),
             left_alone,
             cpu_time_ns: s.cpu_time_ns,
             at_ns: s.at_ns,

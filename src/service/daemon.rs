@@ -222,29 +222,30 @@ struct Metrics {
 
 impl Metrics {
     /// After each tick: update the counters and, with `--metrics-file`, write them.
-    fn tick_done(&mut self, sched: &Scheduler<LibvirtHost<'_>>, took: Duration) {
+    fn tick_done(&mut self, r: &Report<'_>, took: Duration) {
         let now = &mut self.now;
-        now.migrations = self.carried.migrations + sched.migrations();
-        now.pin_failures = self.carried.pin_failures + sched.failed_pins();
+        now.migrations = self.carried.migrations + r.migrations;
+        now.pin_failures = self.carried.pin_failures + r.failed_pins;
         now.tick_seconds = took.as_secs_f64();
         now.last_success_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         if let Some(file) = &mut self.file {
-            file.publish(&sched.report(), sched.config().cpus.as_ref(), now);
+            file.publish(r, now);
         }
     }
 }
 
-/// One tick, timed for the metrics.
-fn timed_tick(
-    sched: &mut Scheduler<LibvirtHost<'_>>,
+/// One tick, timed for the metrics and published there; its report for the other
+/// readers.
+fn timed_tick<'s>(
+    sched: &'s mut Scheduler<LibvirtHost<'_>>,
     metrics: &mut Metrics,
-) -> Result<(), crate::libvirt::Error> {
+) -> Result<Report<'s>, crate::libvirt::Error> {
     let started = Instant::now();
-    sched.tick()?;
-    metrics.tick_done(sched, started.elapsed());
-    Ok(())
+    let r = sched.tick()?;
+    metrics.tick_done(&r, started.elapsed());
+    Ok(r)
 }
 
 /// One connected run of the loop: baseline, then a tick at every timer or event.
@@ -274,28 +275,22 @@ fn session(
     let subscriptions = conn.subscribe();
     let mut sched = Scheduler::new(host, sched_cfg);
     metrics.carried = metrics.now;
-    if let Err(e) = timed_tick(&mut sched, metrics) {
-        return Ok(SessionEnd::Lost(e.to_string()));
-    }
+    let r = match timed_tick(&mut sched, metrics) {
+        Ok(r) => r,
+        Err(e) => return Ok(SessionEnd::Lost(e.to_string())),
+    };
     let mut journal = Journal {
         summary_at: Instant::now(),
         moves: 0,
-        mode: None,
+        mode: Some(r.mode),
     };
-    log_start(
-        cfg,
-        &sched,
-        pcpus,
-        reconnected_after,
-        subscriptions.lifecycle(),
-    );
+    log_start(cfg, &r, pcpus, reconnected_after, subscriptions.lifecycle());
     if cfg.verbose {
         match sched.host().topology() {
             Some(t) => crate::info!("topology: {t}"),
             None => crate::info!("topology: one node, no SMT (the host describes no other)"),
         }
     }
-    journal.mode = Some(sched.report().mode);
     let tty = io::stdout().is_terminal();
     let interval_ms = millis(cfg.interval);
     let timer =
@@ -322,18 +317,18 @@ fn session(
         }
         // A domain started or stopped: take it in, or forget it, now. Not in --once,
         // whose one tick comes after INTERVAL.
-        let now_please = FLAGS.take_started() && !cfg.once;
+        let now_please = FLAGS.take_started_or_stopped() && !cfg.once;
         // Timers longer than libvirt's int of milliseconds fire early: check the clock.
         let due = FLAGS.take_tick() && Instant::now() + Duration::from_millis(5) >= due_at;
         if !(due || now_please) {
             continue;
         }
-        if let Err(e) = timed_tick(&mut sched, metrics) {
-            return Ok(SessionEnd::Lost(e.to_string()));
-        }
+        let r = match timed_tick(&mut sched, metrics) {
+            Ok(r) => r,
+            Err(e) => return Ok(SessionEnd::Lost(e.to_string())),
+        };
         timer.reset(interval_ms);
         due_at = Instant::now() + cfg.interval;
-        let r = sched.report();
         tell(cfg, &r, out, tty, &mut journal).map_err(Error::Output)?;
         notify.status(format_args!("{}", Status(&r)));
         notify.watchdog();
@@ -344,14 +339,13 @@ fn session(
 }
 
 /// The line that says what the daemon found when it connected.
-fn log_start<H: Host>(
+fn log_start(
     cfg: &Config,
-    sched: &Scheduler<H>,
+    r: &Report<'_>,
     pcpus: usize,
     reconnected_after: Option<Duration>,
     events: bool,
 ) {
-    let r = sched.report();
     let verb = match reconnected_after {
         Some(d) => format!("reconnected to {} after {:.0} s", cfg.uri, d.as_secs_f64()),
         None => format!("connected to {}", cfg.uri),
@@ -394,11 +388,11 @@ fn tell(
     out.flush()?;
     // Move lines are the default view; -v and the monitor already show the moves.
     if !cfg.verbose && !cfg.monitor {
-        for m in r.moves.iter().filter(|m| m.applied || r.dry_run) {
+        for m in r.moves.iter().filter(|m| m.counts()) {
             crate::info!("{}", report::MoveLine(r, m));
         }
     }
-    journal.moves += r.moves.iter().filter(|m| m.applied || r.dry_run).count() as u64;
+    journal.moves += r.moves.iter().filter(|m| m.counts()).count() as u64;
     if journal.mode != Some(r.mode) {
         crate::info!("demand: {}", r.mode.describe());
         journal.mode = Some(r.mode);

@@ -19,7 +19,6 @@ use std::fs::{self, File};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::cpumap::CpuMap;
 use crate::host::DomainKey;
 use crate::policy;
 use crate::scheduler::report::Report;
@@ -51,13 +50,9 @@ pub struct Counters {
 /// the scheduler may use count (`--cpus`; all of them by default), with the vCPUs on
 /// them: reserved pCPUs and what runs there are not this host's imbalance. `None`
 /// before demand is known; 1.0 when nothing demands anything.
-pub fn residual_imbalance(
-    r: &Report<'_>,
-    cpus: Option<&CpuMap>,
-    per_pcpu: &mut Vec<f64>,
-) -> Option<f64> {
+pub fn residual_imbalance(r: &Report<'_>, per_pcpu: &mut Vec<f64>) -> Option<f64> {
     r.analysis.sigma_pct?;
-    let usable = |p: usize| cpus.is_none_or(|m| m.is_set(p));
+    let usable = |p: usize| r.cpus.is_none_or(|m| m.is_set(p));
     per_pcpu.clear();
     per_pcpu.resize(r.demand.len(), 0.0);
     let mut largest = 0.0_f64;
@@ -89,9 +84,9 @@ pub struct Renderer {
 
 impl Renderer {
     /// Every metric of one tick, in the text exposition format.
-    pub fn render(&mut self, r: &Report<'_>, cpus: Option<&CpuMap>, c: &Counters) -> &str {
+    pub fn render(&mut self, r: &Report<'_>, c: &Counters) -> &str {
         self.buf.clear();
-        let residual = residual_imbalance(r, cpus, &mut self.per_pcpu);
+        let residual = residual_imbalance(r, &mut self.per_pcpu);
         // Writing into a String cannot fail.
         let _ = write_all(&mut self.buf, r, residual, c);
         &self.buf
@@ -377,8 +372,8 @@ impl MetricsFile {
 
     /// Render the tick and replace the file with it. A failure is logged (once until the
     /// file can be written again) and otherwise ignored: metrics never stop the loop.
-    pub fn publish(&mut self, r: &Report<'_>, cpus: Option<&CpuMap>, c: &Counters) {
-        let text = self.renderer.render(r, cpus, c);
+    pub fn publish(&mut self, r: &Report<'_>, c: &Counters) {
+        let text = self.renderer.render(r, c);
         match replace(&self.tmp, &self.path, text) {
             Ok(()) if self.failing => {
                 self.failing = false;

@@ -272,7 +272,7 @@ type Left = (DomainKey, VcpuId, PcpuId, u64);
 fn count_reversals(r: &Report<'_>, tick: u64, recent: &mut Vec<Left>) -> u64 {
     recent.retain(|&(_, _, _, t)| tick <= t + REVERSAL_TICKS);
     let mut n = 0;
-    for m in r.moves.iter().filter(|m| m.applied || r.dry_run) {
+    for m in r.moves.iter().filter(|m| m.counts()) {
         if recent
             .iter()
             .any(|&(d, v, p, _)| d == m.domain && v == m.vcpu && p == m.to)

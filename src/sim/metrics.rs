@@ -136,8 +136,6 @@ impl SimHost {
         }
     }
 
-    /// The placement the next interval will use and the demand it puts on each pCPU:
-    /// the stored one, or computed afresh when pins or demands changed since.
     /// A reference for [`SimHost::max_over_bound_within_nodes`]: keep each vCPU in the
     /// node the final placement put it in, and place each node's vCPUs again from
     /// scratch, largest first onto the least loaded of the node's pCPUs; the worst
@@ -176,6 +174,8 @@ impl SimHost {
         worst
     }
 
+    /// The placement the next interval will use and the demand it puts on each pCPU:
+    /// the stored one, or computed afresh when pins or demands changed since.
     fn next_placement(&self) -> (Cow<'_, [u32]>, Cow<'_, [f64]>) {
         if !self.placement_stale {
             return (

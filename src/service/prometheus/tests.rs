@@ -1,7 +1,9 @@
 use super::*;
+use crate::cpumap::CpuMap;
 use crate::host::{DomainNames, PcpuId, VcpuId};
 use crate::policy::Analysis;
 use crate::scheduler::sample::Unit;
+use crate::scheduler::select::LeftAlone;
 
 /// Domain names by the UUID's first byte.
 struct Names(&'static [&'static str]);
@@ -20,8 +22,7 @@ fn unit(domain: u8, vcpu: u32, pinned: Option<usize>, usage: f64) -> Unit {
         },
         vcpu: VcpuId(vcpu),
         group: u32::from(domain),
-        managed: domain != 2,
-        left_alone: None,
+        left_alone: (domain == 2).then_some(LeftAlone::NotSelected),
         cpu_time_ns: 0,
         at_ns: 0,
         usage: Some(usage),
@@ -59,6 +60,9 @@ fn report<'a>(units: &'a [Unit], demand: &'a [f64], names: &'a Names) -> Report<
         units,
         unit_demand: demand,
         names,
+        cpus: None,
+        migrations: 0,
+        failed_pins: 0,
     }
 }
 
@@ -73,25 +77,23 @@ fn residual_imbalance_is_busiest_pcpu_over_the_best_placement() {
     let mut scratch = Vec::new();
     // pCPU 0 wants 1.5, pCPU 1 0.5: the bound is max(1.0, 2.0 / 2) = 1.
     let r = report(&units, &[1.0, 0.5, 0.5], &names);
-    assert_eq!(residual_imbalance(&r, None, &mut scratch), Some(1.5));
+    assert_eq!(residual_imbalance(&r, &mut scratch), Some(1.5));
     // One vCPU wanting 1.8 is a bound of its own: 1.8 + 0.1 over 1.8.
     let r = report(&units, &[1.8, 0.1, 0.1], &names);
-    let x = residual_imbalance(&r, None, &mut scratch).unwrap();
+    let x = residual_imbalance(&r, &mut scratch).unwrap();
     assert!((x - 1.9 / 1.8).abs() < 1e-12, "{x}");
     // With pCPU 0 reserved (--cpus 1), it and its vCPUs are not counted.
     let mut only_1 = CpuMap::new(2);
     only_1.set(1).unwrap();
-    let r = report(&units, &[1.0, 0.5, 0.5], &names);
-    assert_eq!(
-        residual_imbalance(&r, Some(&only_1), &mut scratch),
-        Some(1.0)
-    );
+    let mut r = report(&units, &[1.0, 0.5, 0.5], &names);
+    r.cpus = Some(&only_1);
+    assert_eq!(residual_imbalance(&r, &mut scratch), Some(1.0));
     // Nothing wanted: perfect. No figures yet: nothing to say.
     let r = report(&units, &[0.0; 3], &names);
-    assert_eq!(residual_imbalance(&r, None, &mut scratch), Some(1.0));
+    assert_eq!(residual_imbalance(&r, &mut scratch), Some(1.0));
     let mut r = report(&units, &[1.0, 0.5, 0.5], &names);
     r.analysis.sigma_pct = None;
-    assert_eq!(residual_imbalance(&r, None, &mut scratch), None);
+    assert_eq!(residual_imbalance(&r, &mut scratch), None);
 }
 
 #[test]
@@ -111,7 +113,7 @@ fn render_labels_every_vcpu_and_escapes_awkward_names() {
         last_success_unix: 1_700_000_000.5,
     };
     let mut renderer = Renderer::default();
-    let text = renderer.render(&r, None, &c);
+    let text = renderer.render(&r, &c);
     for line in [
         "vcpu_scheduler_pcpu_load_ratio{pcpu=\"1\"} 0.25",
         "vcpu_scheduler_pcpu_demand_ratio{pcpu=\"0\"} 1.5",
@@ -156,7 +158,7 @@ fn render_labels_every_vcpu_and_escapes_awkward_names() {
     // No figures yet: the gauges that need them are left out, not NaN.
     let mut r = r;
     r.analysis.sigma_pct = None;
-    let text = renderer.render(&r, None, &c);
+    let text = renderer.render(&r, &c);
     assert!(!text.contains("NaN"));
     assert!(!text.contains("\nvcpu_scheduler_pcpu_load_ratio{"));
     assert!(!text.contains("\nvcpu_scheduler_residual_imbalance_ratio "));
