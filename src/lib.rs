@@ -16,11 +16,13 @@
 //!                    Connection, Domain<'c>, errors, events; implements Host
 //! sim/               a simulated host and its scenario files; implements Host
 //! host.rs            the seam (trait Host, plain ids); cpumap.rs: libvirt's CPU masks;
-//! topology.rs        the host's shape (NUMA nodes, SMT siblings); log.rs: log lines
+//! topology.rs        the host's shape (NUMA nodes, SMT siblings); log.rs: log lines;
+//! files.rs           reading the files a user names, bounded; paths shown on one line
 //! ```
 //!
 //! - [`host`]: the seam between the loop and the world; [`cpumap`]: libvirt's CPU masks;
-//!   [`topology`]: NUMA nodes and SMT siblings; [`log`]: leveled log lines.
+//!   [`topology`]: NUMA nodes and SMT siblings; [`log`]: leveled log lines; [`files`]:
+//!   bounded reads of the files a user names.
 //! - [`libvirt`]: the safe handles over the raw bindings and the live [`host::Host`].
 //! - [`sim`]: the simulated [`host::Host`] and its scenario files.
 //! - [`policy`] (Analyze), driven by [`scheduler`] (Measure, Act, the loop itself).
@@ -29,6 +31,7 @@
 #[macro_use]
 pub mod log;
 pub mod cpumap;
+pub mod files;
 pub mod host;
 pub mod libvirt;
 pub mod policy;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use getopts::Options;
 
-use super::settings::{self, Shown};
+use super::settings;
 use crate::cpumap::{CpuMap, MAX_CPUS};
+use crate::files::Shown;
 use crate::policy::{DEFAULT_THRESHOLD_PCT, Params, Policy};
 use crate::scheduler::SchedConfig;
 use crate::scheduler::select::Selection;

@@ -14,9 +14,9 @@
 //! kept as text with their line number, so every error can say `FILE:LINE: reason`.
 
 use std::fmt;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+use crate::files::{Shown, read_regular};
 
 /// A settings file larger than this is not a settings file (`/dev/zero`, a log given
 /// by mistake): refused before it is read into memory. 1 MiB is ~50,000 lines.
@@ -42,58 +42,12 @@ impl fmt::Display for SettingsError {
     }
 }
 
-/// A path as it may be shown on one log line: as written, or quoted and escaped when it
-/// holds a control character (a newline would split the line) or is not UTF-8.
-pub struct Shown<'a>(pub &'a Path);
-
-impl fmt::Display for Shown<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.to_str() {
-            Some(s) if !s.chars().any(char::is_control) => f.write_str(s),
-            _ => write!(f, "{:?}", self.0),
-        }
-    }
-}
-
-/// Read a regular file of at most `limit` bytes. Opened without blocking, so a FIFO
-/// (which would wait for a writer) is refused like a device or a directory, and read
-/// through a limit, so a file that grows while read cannot exhaust memory. `what`
-/// names the file in messages ("settings file", "scenario").
-pub fn read_regular(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
-    let shown = Shown(path);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| format!("cannot read {what} {shown}: {e}"))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot read {what} {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("cannot read {what} {shown}: not a regular file"));
-    }
-    if meta.len() > limit {
-        return Err(format!(
-            "cannot read {what} {shown}: {} bytes, more than the {limit} allowed",
-            meta.len()
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {what} {shown}: {e}"))?;
-    if bytes.len() as u64 > limit {
-        return Err(format!(
-            "cannot read {what} {shown}: more than the {limit} bytes allowed"
-        ));
-    }
-    Ok(bytes)
-}
-
 /// Read and parse the settings file at `path`.
 pub fn load(path: &Path) -> Result<Vec<Line>, SettingsError> {
-    let bytes = read_regular(path, MAX_SETTINGS_BYTES, "settings file").map_err(SettingsError)?;
-    parse(&bytes, &Shown(path).to_string())
+    let shown = Shown(path).to_string();
+    let bytes = read_regular(path, MAX_SETTINGS_BYTES)
+        .map_err(|e| SettingsError(format!("cannot read settings file {shown}: {e}")))?;
+    parse(&bytes, &shown)
 }
 
 /// Parse the bytes of a settings file; `file` names it in messages. Every line must be
@@ -185,34 +139,5 @@ mod tests {
     fn a_byte_order_mark_is_not_part_of_the_first_key() {
         let f = parse(b"\xEF\xBB\xBFINTERVAL=1\n", "x").unwrap();
         assert_eq!(kv(&f), [("INTERVAL", "1", 1)]);
-    }
-
-    #[test]
-    fn only_small_regular_files_are_read() {
-        let dir = std::env::temp_dir().join(format!("vcs-settings-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("fifo");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
-        let e = read_regular(&fifo, 10, "settings file").unwrap_err();
-        assert!(e.ends_with("not a regular file"), "{e}");
-        let e = read_regular(Path::new("/dev/zero"), 10, "settings file").unwrap_err();
-        assert!(e.ends_with("not a regular file"), "{e}");
-        let e = read_regular(&dir, 10, "settings file").unwrap_err();
-        assert!(
-            e.contains("not a regular file") || e.contains("directory"),
-            "{e}"
-        );
-        let big = dir.join("big");
-        std::fs::write(&big, [b'#'; 11]).unwrap();
-        let e = read_regular(&big, 10, "settings file").unwrap_err();
-        assert!(e.ends_with("11 bytes, more than the 10 allowed"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn paths_with_control_characters_are_escaped() {
-        assert_eq!(Shown(Path::new("/etc/x")).to_string(), "/etc/x");
-        assert_eq!(Shown(Path::new("/tmp/a\nb")).to_string(), "\"/tmp/a\\nb\"");
     }
 }

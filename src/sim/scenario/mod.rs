@@ -42,8 +42,12 @@ pub mod random;
 use parse::Parser;
 
 use crate::cpumap::CpuMap;
+use crate::files::{Shown, read_regular};
 use crate::topology::Topology;
 
+/// A scenario file larger than this is refused before it is read: 16 MiB is a few
+/// hundred thousand lines, far beyond any hand-written or recorded host.
+pub const MAX_SCENARIO_BYTES: u64 = 16 << 20;
 /// Ticks run when the file has no `ticks` line.
 pub const DEFAULT_TICKS: u64 = 30;
 /// Seed of the noise generator when the file has no `seed` line.
@@ -172,15 +176,21 @@ impl Scenario {
 
     /// Read and parse a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Scenario::parse(&text, &file),
-            Err(e) => Err(ScenarioError {
-                file,
-                line: None,
-                reason: format!("cannot read: {e}"),
-            }),
-        }
+        let file = Shown(path).to_string();
+        let fail = |reason: String| ScenarioError {
+            file: file.clone(),
+            line: None,
+            reason,
+        };
+        let bytes = read_regular(path, MAX_SCENARIO_BYTES)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            fail(format!(
+                "not valid UTF-8 (byte {})",
+                e.utf8_error().valid_up_to() + 1
+            ))
+        })?;
+        Scenario::parse(&text, &file)
     }
 
     /// Parse the text of a scenario; `file` names it in errors.
