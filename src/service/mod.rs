@@ -10,6 +10,7 @@ mod backoff;
 pub mod cli;
 pub mod daemon;
 mod notify;
+mod options;
 pub mod prometheus;
 mod settings;
 mod signal;

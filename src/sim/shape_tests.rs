@@ -1,3 +1,4 @@
+// Compiled only under #[cfg(test)], from the parent module.
 //! The host's shape in the simulator: the SMT work model, memory nodes, and the
 //! measures of a placement (remote vCPUs, SMT conflicts, the bound within nodes) on
 //! placements built by hand: facts of the simulator, whatever a policy does with them.

@@ -1,3 +1,4 @@
+// Compiled only under #[cfg(test)], from the parent module.
 use super::*;
 
 fn args(v: &[&str]) -> Vec<String> {

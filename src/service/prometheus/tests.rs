@@ -1,3 +1,4 @@
+// Compiled only under #[cfg(test)], from the parent module.
 use super::*;
 use crate::cpumap::CpuMap;
 use crate::host::{DomainNames, PcpuId, VcpuId};
