@@ -128,6 +128,7 @@ pub fn plan(
                 s.pcpu[to].demand_here,
             ),
             demand: w.demand,
+            contended: it.demand.is_some() && it.usage.is_some_and(|u| u < 0.5 * w.demand),
         });
     }
     for ((l, d), w) in out.loads.iter_mut().zip(out.demand.iter_mut()).zip(&s.pcpu) {

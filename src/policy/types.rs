@@ -233,6 +233,11 @@ pub struct Planned {
     pub loads: (f64, f64),
     /// Its demand as planned.
     pub demand: f64,
+    /// Planned on a demand measured while the vCPU got less than half of it. With that
+    /// much contention some guests read more than they want once they have room (one
+    /// pacing itself by timer interrupts stays runnable while it waits), so the next
+    /// tick may show the move wrong: it does not make the vCPU's next move dearer.
+    pub contended: bool,
 }
 
 /// What the analysis found, besides the moves: the figures and the verdict on them.

@@ -80,8 +80,11 @@ pub fn apply<H: Host>(
             match host.pin(u.domain, u.vcpu, to) {
                 Ok(()) => {
                     m.pin = Pin::Made;
-                    // The next move of this vCPU costs more for a few ticks.
-                    u.moved_at = Some(tick);
+                    // The next move of this vCPU costs more for a few ticks, unless
+                    // this one was planned on a figure contention may have inflated.
+                    if !p.contended {
+                        u.moved_at = Some(tick);
+                    }
                     u.pinned_to = Some(to);
                 }
                 Err(e) if e.kind() == FailureKind::DomainGone => m.pin = Pin::DomainGone,
