@@ -196,7 +196,7 @@ fn a_metrics_directory_that_does_not_exist_is_a_usage_error() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains(
-            "--metrics-file \"/nonexistent/vcpu.prom\": directory \"/nonexistent\" does not exist"
+            "invalid --metrics-file /nonexistent/vcpu.prom: directory /nonexistent does not exist"
         ),
         "{err}"
     );

@@ -496,6 +496,65 @@ fn cpulist(s: &str) -> Result<CpuMap, String> {
     }
 }
 
+/// What differs between two settings, as a reload's log line says it: `THRESHOLD 5 ->
+/// 3, CPUS all -> 2-7`, or `nothing changed`. Named by their settings-file keys.
+pub fn changes(old: &Config, new: &Config) -> String {
+    let mut out = Vec::new();
+    let mut note = |key: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{key} {a} -> {b}"));
+        }
+    };
+    let or = |x: &Option<String>, none: &str| x.clone().unwrap_or_else(|| none.to_owned());
+    note("CONNECT", old.uri.clone(), new.uri.clone());
+    note(
+        INTERVAL_KEY,
+        format!("{:?}", old.interval),
+        format!("{:?}", new.interval),
+    );
+    let (o, n) = (&old.sched, &new.sched);
+    note(
+        "THRESHOLD",
+        o.params.threshold_pct.to_string(),
+        n.params.threshold_pct.to_string(),
+    );
+    note("POLICY", o.policy.name().into(), n.policy.name().into());
+    let (oi, oe, or_) = o.select.parts();
+    let (ni, ne, nr) = n.select.parts();
+    let words = |w: &[String]| {
+        if w.is_empty() {
+            "none".to_owned()
+        } else {
+            w.join(" ")
+        }
+    };
+    note("DOMAINS", words(oi), words(ni));
+    note("EXCLUDE_DOMAINS", words(oe), words(ne));
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    note("REPIN_CONFIGURED", yes(or_), yes(nr));
+    note("DRY_RUN", yes(o.dry_run), yes(n.dry_run));
+    note("CPUS", or(&old.cpus, "all"), or(&new.cpus, "all"));
+    note(
+        "SUMMARY",
+        format!("{:?}", old.summary_every),
+        format!("{:?}", new.summary_every),
+    );
+    let path = |p: &Option<PathBuf>| {
+        p.as_deref()
+            .map_or("none".to_owned(), |p| Shown(p).to_string())
+    };
+    note(
+        "METRICS_FILE",
+        path(&old.metrics_file),
+        path(&new.metrics_file),
+    );
+    if out.is_empty() {
+        "nothing changed".to_owned()
+    } else {
+        out.join(", ")
+    }
+}
+
 /// `--cpus` against a host of `pcpus` pCPUs: every pCPU named must exist.
 pub fn cpus_for_host(list: &str, pcpus: usize) -> Result<CpuMap, UsageError> {
     CpuMap::parse_list(list, pcpus).map_err(|e| {

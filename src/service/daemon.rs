@@ -23,6 +23,7 @@ use super::cli::{self, Config};
 use super::notify::Notifier;
 use super::prometheus::{Counters, MetricsFile};
 use super::signal;
+use crate::files::Shown;
 use crate::host::Host;
 use crate::libvirt::events::{self, FLAGS, Timer, TimerKind, Watch};
 use crate::libvirt::{Connection, LibvirtHost};
@@ -71,6 +72,8 @@ enum SessionEnd {
     Stopped,
     /// The connection was lost (libvirtd restarted or hung).
     Lost(String),
+    /// A reload named another URI: connect there.
+    Moved,
 }
 
 /// Run the daemon until SIGINT/SIGTERM (or one tick with `--once`).
@@ -78,12 +81,15 @@ enum SessionEnd {
 /// The first connection is not retried: a wrong URI or missing rights are reported at
 /// once (exit 1). Later losses are retried for as long as it takes.
 pub fn run(cfg: &Config) -> Result<(), Error> {
+    // A reload (SIGHUP) may change any of it.
+    let mut cfg = cfg.clone();
+    let cfg = &mut cfg;
     // Checked before anything starts: a metrics directory that is not there is a typo.
     let mut metrics = Metrics {
         file: cfg
             .metrics_file
             .as_deref()
-            .map(MetricsFile::new)
+            .map(|p| MetricsFile::new(p, cfg.config_file.as_deref()))
             .transpose()
             .map_err(Error::Config)?,
         carried: Counters::default(),
@@ -102,9 +108,8 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         .map(|d| Timer::add(TimerKind::Watchdog, millis(d)))
         .transpose()
         .map_err(runtime("cannot start the watchdog timer"))?;
-    let uri = cfg.uri.as_str();
-    let mut conn = Connection::open(uri)
-        .map_err(|e| Error::Runtime(format!("cannot connect to {uri}: {e}")))?;
+    let mut conn = Connection::open(&cfg.uri)
+        .map_err(|e| Error::Runtime(format!("cannot connect to {}: {e}", cfg.uri)))?;
     notify.ready();
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -120,14 +125,16 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         ) {
             Ok(SessionEnd::Stopped) => break Ok(()),
             Ok(SessionEnd::Lost(msg)) if cfg.once => {
-                break Err(Error::Runtime(format!("lost {uri}: {msg}")));
+                break Err(Error::Runtime(format!("lost {}: {msg}", cfg.uri)));
             }
-            Ok(SessionEnd::Lost(msg)) => {
-                crate::error!("lost {uri}: {msg}; reconnecting");
+            Ok(end @ (SessionEnd::Lost(_) | SessionEnd::Moved)) => {
+                if let SessionEnd::Lost(msg) = end {
+                    crate::error!("lost {}: {msg}; reconnecting", cfg.uri);
+                }
                 let lost_at = Instant::now();
                 // The old connection goes before the new one is opened.
                 drop(conn);
-                match reconnect(uri, &mut notify) {
+                match reconnect(&cfg.uri, &mut notify) {
                     Some(c) => conn = c,
                     None => {
                         notify.stopping();
@@ -250,14 +257,14 @@ fn timed_tick<'s>(
 
 /// One connected run of the loop: baseline, then a tick at every timer or event.
 fn session(
-    cfg: &Config,
+    cfg: &mut Config,
     conn: &Connection,
     out: &mut dyn Write,
     notify: &mut Notifier,
     metrics: &mut Metrics,
     reconnected_after: Option<Duration>,
 ) -> Result<SessionEnd, Error> {
-    let uri = cfg.uri.as_str();
+    let uri = cfg.uri.clone();
     FLAGS.clear();
     let host = LibvirtHost::new(conn)
         .map_err(|e| Error::Runtime(format!("cannot read the node info of {uri}: {e}")))?;
@@ -292,7 +299,7 @@ fn session(
         }
     }
     let tty = io::stdout().is_terminal();
-    let interval_ms = millis(cfg.interval);
+    let mut interval_ms = millis(cfg.interval);
     let timer =
         Timer::add(TimerKind::Tick, interval_ms).map_err(runtime("cannot start the tick timer"))?;
     let mut due_at = Instant::now() + cfg.interval;
@@ -303,6 +310,18 @@ fn session(
         }
         if signal::stop_requested() {
             return Ok(SessionEnd::Stopped);
+        }
+        if signal::take_reload() {
+            if reload(cfg, &mut sched, metrics, pcpus) {
+                return Ok(SessionEnd::Moved);
+            }
+            // A new INTERVAL counts from now.
+            interval_ms = millis(cfg.interval);
+            timer.reset(interval_ms);
+            due_at = Instant::now() + cfg.interval;
+        }
+        if signal::take_summary() {
+            journal.summary(&sched.report());
         }
         if FLAGS.take_watchdog() {
             notify.watchdog();
@@ -398,12 +417,86 @@ fn tell(
         journal.mode = Some(r.mode);
     }
     if journal.summary_at.elapsed() >= cfg.summary_every {
-        let minutes = journal.summary_at.elapsed().as_secs_f64() / 60.0;
-        crate::info!("{}", report::Summary(r, journal.moves, minutes));
-        journal.summary_at = Instant::now();
-        journal.moves = 0;
+        journal.summary(r);
     }
     Ok(())
+}
+
+impl Journal {
+    /// The summary line, now, and a new period for the next one.
+    fn summary(&mut self, r: &Report<'_>) {
+        let minutes = self.summary_at.elapsed().as_secs_f64() / 60.0;
+        crate::info!("{}", report::Summary(r, self.moves, minutes));
+        self.summary_at = Instant::now();
+        self.moves = 0;
+    }
+}
+
+/// SIGHUP: read the command line and the settings file again. A valid result takes
+/// effect at once (the next tick plans with it), with one line saying what changed;
+/// an invalid one is one line naming `FILE:LINE`, and the settings in use stay.
+/// `true` when the URI changed: the caller connects there.
+fn reload(
+    cfg: &mut Config,
+    sched: &mut Scheduler<LibvirtHost<'_>>,
+    metrics: &mut Metrics,
+    pcpus: usize,
+) -> bool {
+    let env_uri = std::env::var("LIBVIRT_DEFAULT_URI").ok();
+    let fail = |why: &str| crate::error!("reload: {why}; keeping the settings in use");
+    let new = match cli::parse(&cfg.argv, env_uri.as_deref()) {
+        Ok(cli::Command::Run(new)) => *new,
+        Ok(_) => {
+            fail("the command line no longer runs the daemon");
+            return false;
+        }
+        Err(e) => {
+            fail(&e.0);
+            return false;
+        }
+    };
+    let mut sched_cfg = new.sched.clone();
+    if let Some(list) = &new.cpus {
+        match cli::cpus_for_host(list, pcpus) {
+            Ok(m) => sched_cfg.cpus = Some(m),
+            Err(e) => {
+                fail(&e.0);
+                return false;
+            }
+        }
+    }
+    let file = if new.metrics_file == cfg.metrics_file {
+        None
+    } else {
+        let settings = new.config_file.as_deref();
+        match new
+            .metrics_file
+            .as_deref()
+            .map(|p| MetricsFile::new(p, settings))
+            .transpose()
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                fail(&e);
+                return false;
+            }
+        }
+    };
+    for w in &new.warnings {
+        crate::warn!("{w}");
+    }
+    let from = match &cfg.config_file {
+        Some(p) => format!(" {}", Shown(p)),
+        None => String::new(),
+    };
+    crate::info!("reloaded{from}: {}", cli::changes(cfg, &new));
+    if let Some(f) = file {
+        metrics.file = f;
+    }
+    sched.reconfigure(sched_cfg);
+    let moved = new.uri != cfg.uri;
+    *cfg = new;
+    moved
 }
 
 /// The one-line `STATUS=` for systemd: `tick 12: sigma 1.3, demand 2.0; 5 domains`.

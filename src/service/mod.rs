@@ -13,5 +13,5 @@ mod notify;
 mod options;
 pub mod prometheus;
 mod settings;
-mod signal;
+pub mod signal;
 pub mod simulate;
