@@ -43,7 +43,7 @@ fn steady_state_ticks_allocate_nothing() {
     let dir = std::env::temp_dir().join(format!("vcpu-alloc-metrics-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("vcpu-scheduler.prom");
-    let mut metrics = MetricsFile::new(&path).unwrap();
+    let mut metrics = MetricsFile::new(&path, None).unwrap();
     let mut counters = Counters::default();
 
     for _ in 0..10 {
