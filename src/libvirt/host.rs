@@ -19,6 +19,8 @@ use crate::topology::Topology;
 /// A domain the host is tracking, looked up once when it first appeared.
 struct Tracked<'c> {
     dom: Domain<'c>,
+    /// The id it was looked up by (libvirt's `int`), to compare with the listing.
+    id: c_int,
     key: DomainKey,
     name: String,
     /// The most vCPUs it can have: its buffers are sized for them, so vCPUs hotplugged
@@ -29,6 +31,10 @@ struct Tracked<'c> {
     /// The nodes its memory is bound to (see [`DomainInfo`]).
     mem_nodes: u64,
 }
+
+/// The most vCPUs of one domain this program reads: QEMU's own limit is 4096 (16384
+/// with the newest machine types); a larger figure from libvirt is not believed.
+pub const MAX_DOMAIN_VCPUS: usize = 16_384;
 
 /// The scheduler's view of a live hypervisor through one [`Connection`].
 ///
@@ -93,15 +99,6 @@ impl<'c> LibvirtHost<'c> {
         })
     }
 
-    /// The pCPU count, refused when the node reports none (nothing could be pinned).
-    pub fn pcpus_checked(&self) -> Result<usize, String> {
-        if self.pcpus == 0 {
-            Err("the node reports 0 pcpus".into())
-        } else {
-            Ok(self.pcpus)
-        }
-    }
-
     fn track(&mut self, id: c_int) -> Result<(), Error> {
         let dom = self.conn.domain_by_id(id)?;
         let key = DomainKey {
@@ -109,12 +106,21 @@ impl<'c> LibvirtHost<'c> {
             id: dom.id(),
         };
         let name = dom.name()?;
-        let max_vcpus = match dom.max_vcpus() {
+        let mut max_vcpus = match dom.max_vcpus() {
             Ok(n) if n > 0 => n,
             Ok(_) => dom.vcpu_count()?,
             Err(e) if e.kind() == FailureKind::Other => dom.vcpu_count()?,
             Err(e) => return Err(e),
         };
+        // Its buffers are sized from what libvirt says: a figure past any real domain
+        // must not size them (or overflow `max_vcpus * maplen`).
+        if max_vcpus > MAX_DOMAIN_VCPUS {
+            crate::warn!(
+                "domain \"{name}\" reports up to {max_vcpus} vcpus; only the first \
+                 {MAX_DOMAIN_VCPUS} are read and managed"
+            );
+            max_vcpus = MAX_DOMAIN_VCPUS;
+        }
         if max_vcpus > self.info.len() {
             self.info.resize(max_vcpus, VcpuInfo::default());
             self.maps.resize(max_vcpus * self.maplen, 0);
@@ -123,6 +129,7 @@ impl<'c> LibvirtHost<'c> {
         let mem_nodes = mem_nodes(&dom, &name, self.topology.as_ref())?;
         self.domains.push(Tracked {
             dom,
+            id,
             key,
             name,
             max_vcpus,
@@ -249,11 +256,10 @@ impl Host for LibvirtHost<'_> {
             }
         }
         let ids = &self.ids;
-        self.domains
-            .retain(|d| ids.binary_search(&(d.key.id as c_int)).is_ok());
+        self.domains.retain(|d| ids.binary_search(&d.id).is_ok());
         for i in 0..self.ids.len() {
             let id = self.ids[i];
-            if self.domains.iter().any(|d| d.key.id as c_int == id) {
+            if self.domains.iter().any(|d| d.id == id) {
                 continue;
             }
             match self.track(id) {

@@ -233,6 +233,10 @@ impl Sampler {
                 units.push(u);
             }
         }
+        // Forget the warnings of domains that are gone: the list stays as short as the
+        // domains that fail, and one that comes back and fails again is reported again.
+        self.warned
+            .retain(|k| (0..host.domain_count()).any(|d| host.domain(d).key == *k));
         self.mode = if units.iter().any(|u| u.run_queue.is_some()) {
             DemandMode::Measured
         } else {
