@@ -311,7 +311,10 @@ fn session(
             return Ok(SessionEnd::Stopped);
         }
         if signal::take_reload() {
-            if reload(cfg, &mut sched, metrics, pcpus) {
+            notify.reloading();
+            let moved = reload(cfg, &mut sched, metrics, pcpus);
+            notify.ready();
+            if moved {
                 return Ok(SessionEnd::Moved);
             }
             // A new INTERVAL counts from now.
