@@ -239,6 +239,7 @@ cmd_build() {
     key=$(build_key)
     if [ -f "$CACHE/stamp" ] && [ "$(cat "$CACHE/stamp")" = "$key" ] && artifacts_present; then
         say "image up to date in $CACHE (inputs unchanged, stamp $key)"
+        exec 8>&-
         return 0
     fi
     local avail
@@ -255,6 +256,7 @@ cmd_build() {
     rm -rf "$new"
     trap - EXIT
     echo "$key" >"$CACHE/stamp"
+    exec 8>&-
     say "built in $((SECONDS - t0)) s: $CACHE/lab.img ($(du -h "$CACHE/lab.img" | cut -f1) used), stamp $key"
 }
 
@@ -319,7 +321,7 @@ LAB_MEM_PER_NODE=$MEM_PER_NODE
 LAB_SUITE=lab-${suite:-shell}
 EOF
     if [ -n "$suite" ]; then
-        printf '#!/bin/bash\nexec /mnt/share/repo/scripts/lab/%s.sh\n' "$suite" >"$share/run.sh"
+        printf '#!/bin/bash\nexec bash /mnt/share/repo/scripts/lab/%s.sh\n' "$suite" >"$share/run.sh"
         chmod 0755 "$share/run.sh"
     fi
 }
@@ -386,8 +388,8 @@ new_run_dir() {
         || die "qemu-img create failed"
 }
 
-# The suite's lines of $1 from line $2 on, without its own closing line (ours replaces it).
-suite_lines() { tail -n +"$2" "$1" | grep -v -E '^lab-[a-z]+: [0-9]+ passed, [0-9]+ failed$' || true; }
+# Lines $2..$3 of the suite's output $1, without its own closing line (ours replaces it).
+suite_lines() { sed -n "$2,$3p" "$1" | grep -v -E '^lab-[a-z]+: [0-9]+ passed, [0-9]+ failed$' || true; }
 
 cmd_run() {
     local suite=${1:-}
@@ -418,7 +420,7 @@ cmd_run() {
         -serial "file:$RUN_DIR/console.log" </dev/null >"$RUN_DIR/qemu.log" 2>&1 &
     QEMU_PID=$!
     local res=$RUN_DIR/share/results shown=0 ready_said='' deadline=$((SECONDS + timeout_s)) timed_out=''
-    local out=$res/output.txt
+    local out=$res/output.txt n
     while kill -0 "$QEMU_PID" 2>/dev/null; do
         if [ $SECONDS -ge $deadline ]; then timed_out=yes; break; fi
         if [ -z "$ready_said" ] && [ -s "$res/ready" ]; then
@@ -426,8 +428,10 @@ cmd_run() {
             say "system $(cut -d' ' -f1 "$res/ready") $((SECONDS - t_boot)) s after QEMU started ($(cut -d' ' -f2 "$res/ready") s of uptime inside)"
         fi
         if [ -f "$out" ]; then
-            suite_lines "$out" $((shown + 1))
-            shown=$(wc -l <"$out")
+            # Complete lines only, counted first: what arrives meanwhile is shown next time.
+            n=$(wc -l <"$out")
+            [ "$n" -le "$shown" ] || suite_lines "$out" $((shown + 1)) "$n"
+            shown=$n
         fi
         sleep 1
     done
@@ -440,7 +444,7 @@ cmd_run() {
         QEMU_PID=
         [ "$qrc" -eq 0 ] || say "QEMU exited with status $qrc: $(tail -n 3 "$RUN_DIR/qemu.log" | tr '\n' ' ')"
     fi
-    [ -f "$out" ] && suite_lines "$out" $((shown + 1))
+    [ -f "$out" ] && suite_lines "$out" $((shown + 1)) '$'
     local passed=0 failed=0 rc=
     if [ -f "$out" ]; then
         passed=$(grep -c '^ok ' "$out" || true)

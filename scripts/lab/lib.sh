@@ -39,6 +39,8 @@ fail() {
 # The suite's last line; its exit status says whether every case passed.
 finish() {
     note "suite took $((SECONDS - SUITE_T0)) s"
+    mkdir -p "$SHARE/results/libvirt-qemu"
+    cp /var/log/libvirt/qemu/*.log "$SHARE/results/libvirt-qemu/" 2>/dev/null
     printf '%s: %d passed, %d failed\n' "${LAB_SUITE:-lab}" "$PASSED" "$FAILED"
     [ "$FAILED" -eq 0 ]
 }
@@ -141,10 +143,23 @@ guests_wait() {
 }
 
 # guests_go NAME...: a key to each guest starts its load; waits for its 'S'.
+# One virsh for all of them: under TCG in TCG each virsh start costs seconds while guests spin.
 guests_go() {
-    local n
-    for n in "$@"; do virsh -q send-key "$PREFIX$n" KEY_G >/dev/null || return 1; done
+    local n cmds=
+    for n in "$@"; do cmds+="send-key $PREFIX$n KEY_G; "; done
+    virsh -q "$cmds" >/dev/null || return 1
     guests_wait S 60 "$@"
+}
+
+# repin PCPU SPEC...: every vCPU of each guest (NAME:VCPUS) pinned live to PCPU, one virsh.
+repin() {
+    local p=$1 spec name vcpus v cmds=
+    shift
+    for spec in "$@"; do
+        IFS=: read -r name vcpus _ <<<"$spec"
+        for ((v = 0; v < vcpus; v++)); do cmds+="vcpupin $PREFIX$name $v $p --live; "; done
+    done
+    virsh -q "$cmds" >/dev/null
 }
 
 guests_destroy_all() {
@@ -180,17 +195,15 @@ vcpu_affinity() {
     awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/$pid/task/$tid/status"
 }
 
-# CPU time of vCPU $2 of guest $1 in clock ticks (utime + stime of its /proc stat). Not
-# schedstat's run time: inside the TCG lab host, schedstat (sched_clock, the TSC) ran
-# 1.76 times faster than CLOCK_MONOTONIC in a measured run, while the tick-based times
-# (what libvirt's vcpu time reads too) agree with the wall clock.
+# "NS AT": run time of vCPU $2 of guest $1 in ns (schedstat's first field) and the wall
+# clock in ns when it was read. Each reading carries its own time: in the loaded lab host
+# the forks around a reading take seconds, so the nominal sleep between two would lie.
 vcpu_runtime() {
-    local pid tid
+    local pid tid run
     pid=$(qemu_pid "$1") && tid=$(vcpu_tid "$1" "$2") || return 1
-    # Fields after the ")" that ends comm: utime and stime are the 12th and 13th.
-    sed 's/.*) //' "/proc/$pid/task/$tid/stat" | awk '{ print $12 + $13 }'
+    read -r run _ <"/proc/$pid/task/$tid/schedstat" || return 1
+    echo "$run ${EPOCHREALTIME/./}000"
 }
-HZ=$(getconf CLK_TCK)
 
 # "NAME/V=CPUS ..." for guest specs NAME:VCPUS, from /proc.
 placement() {
@@ -202,21 +215,24 @@ placement() {
     echo "${out% }"
 }
 
-# Usage of each vCPU over $1 seconds, percent of one pCPU, from /proc: "NAME/V=PCT ...".
+# Usage of each vCPU over at least $1 seconds, percent of one pCPU, from /proc: "NAME/V=PCT ...".
 usage_over() {
     local secs=$1; shift
-    local spec name vcpus v key out=
-    local -A before
+    local spec name vcpus v key r1 t1 out=
+    local -A r0 t0
     for spec in "$@"; do
         IFS=: read -r name vcpus _ <<<"$spec"
-        for ((v = 0; v < vcpus; v++)); do before[$name/$v]=$(vcpu_runtime "$name" "$v" || echo 0); done
+        for ((v = 0; v < vcpus; v++)); do
+            read -r "r0[$name/$v]" "t0[$name/$v]" < <(vcpu_runtime "$name" "$v" || echo "0 1")
+        done
     done
     sleep "$secs"
     for spec in "$@"; do
         IFS=: read -r name vcpus _ <<<"$spec"
         for ((v = 0; v < vcpus; v++)); do
             key=$name/$v
-            out+="$key=$(( ($(vcpu_runtime "$name" "$v" || echo 0) - before[$key]) * 100 / (secs * HZ) ))% "
+            read -r r1 t1 < <(vcpu_runtime "$name" "$v" || echo "0 1")
+            out+="$key=$(( (r1 - r0[$key]) * 100 / (t1 - t0[$key]) ))% "
         done
     done
     echo "${out% }"

@@ -72,33 +72,47 @@ else
 fi
 note "virsh capabilities: $(virsh capabilities | grep -c '<cpu id=') pcpus in $(virsh capabilities | grep -c '<cell id=') cells"
 
+# ---- the guests, all started at once -------------------------------------------------------
+# Starting a guest in the TCG-in-TCG lab host costs about 30 s of its CPUs, and far more
+# while other guests spin: every guest of the suite is created here, waits halted, and
+# starts its load only when its case sends it a key (guests_go).
+ncores=$((NODES * CORES))
+HOME_G=(home:1:b:0:1)                  # memory bound to node 1, born on pCPU 0
+BUSY=()                                # one busy 1-vCPU guest per core, memory unbound
+for ((i = 0; i < ncores; i++)); do BUSY+=("busy$i:1:b:0"); done
+WIDE=(wide:2:bb:0)                     # a busy 2-vCPU guest, memory unbound
+busy_names=("${BUSY[@]%%:*}")
+case_start guests "create ${#BUSY[@]} + 2 guests, all waiting halted"
+if guests_start "${HOME_G[@]}" "${BUSY[@]}" "${WIDE[@]}"; then
+    started=yes
+    ok guests "$(( ${#BUSY[@]} + 2 )) guests created and booted"
+else
+    started=no
+    fail guests "the guests did not start: every case below fails"
+fi
+
 # ---- memory bound to node 1, born on node 0 ------------------------------------------
 case_start numa-home "a guest whose memory is bound to node 1, born pinned on pCPU 0, ends on node 1"
 on_node1() { [ "$(node_of "$1")" -eq 1 ]; }
-G=(home:1:b:0:1)
-if guests_start "${G[@]}" && guests_go home; then
+if [ $started = yes ] && guests_go home; then
     daemon_start "$LOGS/topology-numa-home.log"
     PRED=on_node1
-    if settles 60 all_pinned_where "${G[@]}"; then
-        ok numa-home "home/0 on pCPU $(vcpu_affinity home 0) (node 1), usage $(usage_over 2 "${G[@]}")"
+    if settles 60 all_pinned_where "${HOME_G[@]}"; then
+        ok numa-home "home/0 on pCPU $(vcpu_affinity home 0) (node 1), usage $(usage_over 2 "${HOME_G[@]}")"
     else
-        fail numa-home "placement $(placement "${G[@]}") after 60 s; last tick: $(last_tick "$LOGS/topology-numa-home.log")"
+        fail numa-home "placement $(placement "${HOME_G[@]}") after 60 s; last tick: $(last_tick "$LOGS/topology-numa-home.log")"
     fi
     daemon_stop
 else
-    fail numa-home "guests did not start"
+    fail numa-home "guest home did not start"
 fi
-guests_destroy_all
+virsh -q destroy "${PREFIX}home" >/dev/null 2>&1
 
 # ---- SMT: four busy guests on pCPU 0 end one per core --------------------------------
-ncores=$((NODES * CORES))
 case_start smt-spread "$ncores busy 1-vCPU guests (memory unbound) born on pCPU 0 end one per core, over both nodes"
-G=()
-for ((i = 0; i < ncores; i++)); do G+=("busy$i:1:b:0"); done
-names=("${G[@]%%:*}")
 one_per_core() {
     local spec a c seen=" "
-    for spec in "${G[@]}"; do
+    for spec in "${BUSY[@]}"; do
         a=$(vcpu_affinity "${spec%%:*}" 0) || return 1
         [[ $a =~ ^[0-9]+$ ]] || return 1
         c=$(core_of "$a")
@@ -106,61 +120,70 @@ one_per_core() {
         seen+="$c "
     done
 }
-if guests_start "${G[@]}" && guests_go "${names[@]}"; then
+if [ $started = yes ] && guests_go "${busy_names[@]}"; then
     daemon_start "$LOGS/topology-smt-spread.log"
-    if settles 90 one_per_core; then
-        ok smt-spread "$(placement "${G[@]}") (one per core), usage $(usage_over 2 "${G[@]}")"
+    if settles 60 one_per_core; then
+        ok smt-spread "$(placement "${BUSY[@]}") (one per core), usage $(usage_over 2 "${BUSY[@]}")"
     else
-        fail smt-spread "placement $(placement "${G[@]}") after 90 s, not one per core (cores of $THREADS threads: pCPU/$THREADS); last tick: $(last_tick "$LOGS/topology-smt-spread.log")"
+        fail smt-spread "placement $(placement "${BUSY[@]}") after 60 s, not one per core (cores of $THREADS threads: pCPU/$THREADS); usage $(usage_over 2 "${BUSY[@]}"); last tick: $(last_tick "$LOGS/topology-smt-spread.log")"
     fi
     daemon_stop
 else
     fail smt-spread "guests did not start"
 fi
-guests_destroy_all
 
 # ---- a node over capacity gives a whole domain to the other node ----------------------
-# Node 0's pCPUs cannot hold its guests: PER_NODE - 1 busy 1-vCPU guests bound to node 0
-# plus one busy 2-vCPU guest whose memory is unbound, all born on pCPU 0, want
-# PER_NODE + 1 pCPUs. The unbound domain must move whole to node 1; the bound stay.
-case_start numa-overflow "node 0 wants $((PER_NODE + 1)) of its $PER_NODE pCPUs: the unbound 2-vCPU domain moves whole to node 1"
-G=()
-for ((i = 0; i < PER_NODE - 1; i++)); do G+=("bound$i:1:b:0:0"); done
-BOUND=("${G[@]}")
-G+=("wide:2:bb:0")
-names=("${G[@]%%:*}")
+# The busy guests, pinned back onto pCPU 0, and the 2-vCPU guest, born there, want
+# ncores + 2 pCPUs of node 0's PER_NODE: the 2-vCPU domain is the smallest whose leaving
+# is enough, and must move whole to node 1; the 1-vCPU ones stay on node 0.
+case_start numa-overflow "node 0 wants $((ncores + 2)) of its $PER_NODE pCPUs: the 2-vCPU domain moves whole to node 1, the others stay"
 on_node0() { [ "$(node_of "$1")" -eq 0 ]; }
-overflow_done() { PRED=on_node0 all_pinned_where "${BOUND[@]}" && PRED=on_node1 all_pinned_where wide:2; }
-if guests_start "${G[@]}" && guests_go "${names[@]}"; then
-    daemon_start "$LOGS/topology-numa-overflow.log"
-    if settles 120 overflow_done; then
-        ok numa-overflow "$(placement "${G[@]}"): wide whole on node 1, the bound ones on node 0 ($(grep -c 'moved' "$LOGS/topology-numa-overflow.log") tick lines with moves)"
+overflow_done() { PRED=on_node0 all_pinned_where "${BUSY[@]}" && PRED=on_node1 all_pinned_where "${WIDE[@]}"; }
+if [ $started = yes ]; then
+    repin 0 "${BUSY[@]}"
+    if guests_go wide; then
+        note "before: $(placement "${BUSY[@]}" "${WIDE[@]}")"
+        daemon_start "$LOGS/topology-numa-overflow.log"
+        if settles 90 overflow_done; then
+            ok numa-overflow "$(placement "${BUSY[@]}" "${WIDE[@]}"): wide whole on node 1, the 1-vCPU guests on node 0; $(grep -m1 -o 'moved to a node[^;]*' "$LOGS/topology-numa-overflow.log" || true)"
+        else
+            fail numa-overflow "placement $(placement "${BUSY[@]}" "${WIDE[@]}") after 90 s; last tick: $(last_tick "$LOGS/topology-numa-overflow.log")"
+        fi
+        daemon_stop
     else
-        fail numa-overflow "placement $(placement "${G[@]}") after 120 s; last tick: $(last_tick "$LOGS/topology-numa-overflow.log")"
+        fail numa-overflow "guest wide did not start"
     fi
-    daemon_stop
+else
+    fail numa-overflow "guests did not start"
+fi
 
-    # ---- --cpus within each node (the same guests, re-pinned onto excluded pCPUs) ------
-    cpus=
-    for ((n = 0; n < NODES; n++)); do cpus+="$((n * PER_NODE + 1))-$((n * PER_NODE + PER_NODE - 1)),"; done
-    cpus=${cpus%,}
-    case_start cpus-per-node "--cpus $cpus: node 0's guests born on pCPU 0 end on node 0's allowed pCPUs, node 1's on pCPU $PER_NODE on node 1's"
-    for spec in "${BOUND[@]}"; do virsh -q vcpupin "$PREFIX${spec%%:*}" 0 0 --live >/dev/null; done
-    virsh -q vcpupin "${PREFIX}wide" 0 "$PER_NODE" --live >/dev/null
-    virsh -q vcpupin "${PREFIX}wide" 1 "$PER_NODE" --live >/dev/null
-    note "re-pinned: $(placement "${G[@]}")"
-    allowed_node0() { [ "$(node_of "$1")" -eq 0 ] && [ $(($1 % PER_NODE)) -ne 0 ]; }
-    allowed_node1() { [ "$(node_of "$1")" -eq 1 ] && [ $(($1 % PER_NODE)) -ne 0 ]; }
-    cpus_done() { PRED=allowed_node0 all_pinned_where "${BOUND[@]}" && PRED=allowed_node1 all_pinned_where wide:2; }
+# ---- --cpus within each node -----------------------------------------------------------
+# Fewer busy guests, so each node's guests fit its allowed pCPUs with room to spare:
+# PER_NODE - 2 1-vCPU guests pinned onto pCPU 0, the 2-vCPU one onto pCPU PER_NODE
+# (node 1's first), both excluded.
+cpus=
+for ((n = 0; n < NODES; n++)); do cpus+="$((n * PER_NODE + 1))-$((n * PER_NODE + PER_NODE - 1)),"; done
+cpus=${cpus%,}
+case_start cpus-per-node "--cpus $cpus: guests born on the excluded first pCPU of their node end on their node's allowed pCPUs"
+allowed_node0() { [ "$(node_of "$1")" -eq 0 ] && [ $(($1 % PER_NODE)) -ne 0 ]; }
+allowed_node1() { [ "$(node_of "$1")" -eq 1 ] && [ $(($1 % PER_NODE)) -ne 0 ]; }
+FEW=("${BUSY[@]:0:PER_NODE-2}")
+cpus_done() { PRED=allowed_node0 all_pinned_where "${FEW[@]}" && PRED=allowed_node1 all_pinned_where "${WIDE[@]}"; }
+if [ $started = yes ]; then
+    gone=
+    for spec in "${BUSY[@]:PER_NODE-2}"; do gone+="destroy $PREFIX${spec%%:*}; "; done
+    virsh -q "$gone" >/dev/null 2>&1
+    repin 0 "${FEW[@]}"
+    repin "$PER_NODE" "${WIDE[@]}"
+    note "before: $(placement "${FEW[@]}" "${WIDE[@]}")"
     daemon_start "$LOGS/topology-cpus-per-node.log" --cpus "$cpus"
     if settles 60 cpus_done; then
-        ok cpus-per-node "$(placement "${G[@]}"): none on an excluded pCPU, each on its own node"
+        ok cpus-per-node "$(placement "${FEW[@]}" "${WIDE[@]}"): none on an excluded pCPU, each on its own node"
     else
-        fail cpus-per-node "placement $(placement "${G[@]}") after 60 s; last tick: $(last_tick "$LOGS/topology-cpus-per-node.log")"
+        fail cpus-per-node "placement $(placement "${FEW[@]}" "${WIDE[@]}") after 60 s; last tick: $(last_tick "$LOGS/topology-cpus-per-node.log")"
     fi
     daemon_stop
 else
-    fail numa-overflow "guests did not start"
     fail cpus-per-node "guests did not start"
 fi
 guests_destroy_all
