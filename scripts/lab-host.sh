@@ -40,7 +40,8 @@ Guests inside it are type='qemu' (TCG in TCG). Run as root.
              configured for the lab, an ext4 image of it (mke2fs -d), its kernel and
              initrd. Reused when its inputs (package list, mirrors, the build part of
              this script) did not change; the stamp file holds their hash. Installs
-             the host packages it needs (${HOST_PACKAGES[*]}) when missing.
+             the host packages it needs when missing:
+             ${HOST_PACKAGES[*]}.
   run SUITE  Build if needed, build the release binary (cargo build --release), copy
              it with dist/, scripts/install.sh, scripts/lab/ and the guests' boot
              sector into a fresh 9p share, boot the VM on a throw-away overlay of the
@@ -61,7 +62,9 @@ Environment:
   LAB_TOPOLOGY=NODESxCORESxTHREADS  CPU topology, default 2x2x2: NODES sockets, one
                       NUMA node each, of CORES cores of THREADS SMT threads
                       (-smp N*C*T,sockets=N,cores=C,threads=T; node i holds pCPUs
-                      i*C*T .. (i+1)*C*T-1, as libvirt numbers them inside)
+                      i*C*T .. (i+1)*C*T-1, as libvirt numbers them inside). The
+                      service suite runs on any; the topology suite's cases are
+                      written for 2 nodes of at least 3 pCPUs (it fails otherwise)
   LAB_MEM_PER_NODE=SIZE  memory of each node, default 2G (QEMU size syntax)
   LAB_TIMEOUT=SECONDS    the whole VM run, boot to power-off (default: service 900,
                       topology 900, shell none)
@@ -367,6 +370,12 @@ cleanup_run() {
         kill -KILL "$QEMU_PID" 2>/dev/null
         wait "$QEMU_PID" 2>/dev/null
     fi
+    # QEMU itself, should timeout(1) have gone without it.
+    local qpid
+    qpid=$(cat "$RUN_DIR/qemu.pid" 2>/dev/null || true)
+    if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null && grep -q qemu "/proc/$qpid/comm" 2>/dev/null; then
+        kill -KILL "$qpid" 2>/dev/null
+    fi
     if [ -n "$RUN_DIR" ] && [ -d "$RUN_DIR" ]; then
         if [ -n "$KEEP_DIR" ]; then
             mkdir -p "$KEEP_DIR"
@@ -396,14 +405,15 @@ cmd_run() {
     [ -n "$suite" ] || usage_error "run needs a suite (${SUITES[*]})"
     [[ " ${SUITES[*]} " == *" $suite "* ]] || usage_error "unknown suite '$suite' (${SUITES[*]})"
     [ $# -le 1 ] || usage_error "run takes one suite"
-    parse_topology
-    need_root
-    RUN_SUITE=$suite
-    local t_start=$SECONDS timeout_s=${LAB_TIMEOUT:-900}
-    [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || usage_error "LAB_TIMEOUT=$timeout_s: expected seconds"
+    # From here on every exit, a bad setting included, ends with the suite's closing line.
     trap cleanup_run EXIT
     trap 'say interrupted; exit 130' INT
     trap 'say terminated; exit 143' TERM HUP
+    RUN_SUITE=$suite
+    parse_topology
+    need_root
+    local t_start=$SECONDS timeout_s=${LAB_TIMEOUT:-900}
+    [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || usage_error "LAB_TIMEOUT=$timeout_s: expected seconds"
     cmd_build
     trap cleanup_run EXIT
     command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
@@ -417,7 +427,7 @@ cmd_run() {
     say "booting the lab host: $TOPOLOGY ($NCPUS CPUs, $NODES x $MEM_PER_NODE), suite $suite, timeout ${timeout_s} s"
     # Under timeout(1) as well, so QEMU ends even if this script is killed with SIGKILL.
     timeout --kill-after=10 $((timeout_s + 30)) "${QEMU_ARGS[@]}" -monitor none \
-        -serial "file:$RUN_DIR/console.log" </dev/null >"$RUN_DIR/qemu.log" 2>&1 &
+        -serial "file:$RUN_DIR/console.log" -pidfile "$RUN_DIR/qemu.pid" </dev/null >"$RUN_DIR/qemu.log" 2>&1 &
     QEMU_PID=$!
     local res=$RUN_DIR/share/results shown=0 ready_said='' deadline=$((SECONDS + timeout_s)) timed_out=''
     local out=$res/output.txt n

@@ -8,7 +8,7 @@
 # the TCG lab host, SeaBIOS of a guest that starts while others spin is very slow (five
 # started one after another took 440 s). So it first waits, halted:
 #   1. COM1 <- 'R': the BIOS is done, the guest waits (halted, ~0 CPU);
-#   2. it halts on PIT ticks (~100 Hz) until a key reaches the keyboard controller
+#   2. it halts on PIT ticks (~18 Hz) until a key reaches the keyboard controller
 #      (`virsh send-key DOM KEY_G`: the suite starts every guest's load at once) or
 #      wait_ticks ticks have passed, whichever comes first;
 #   3. COM1 <- 'S', every IRQ masked; with more than one vCPU the others are woken now
@@ -17,8 +17,9 @@
 #
 # Parameters at fixed offsets, patched per guest by scripts/lab/lib.sh (guest_image):
 #   0x1D0 modes[32]  one byte per vCPU: 0 busy, 1 idle
-#   0x1F0 u16 PIT divisor (11932: ~100 Hz)
-#   0x1F2 u16 wait_ticks (default 12000: two minutes)
+#   0x1F0 u16 PIT divisor (65535: ~18.2 Hz; at 100 Hz a waiting guest cost 12 % of an
+#             emulated CPU in the lab host, at 18 Hz about a fifth of that)
+#   0x1F2 u16 wait_ticks (default 2200: two minutes)
 #   0x1F6 u16 ticks, counted by the IRQ0 handler
 #   0x1F8 u8  ncpus: the other vCPUs are woken only when > 1
 
@@ -161,8 +162,8 @@ gdtr:   .word gdtr - gdt - 1
 # Parameters, patched per guest by scripts/lab/lib.sh
         .org  0x1D0
 modes:      .fill 32, 1, 0             # one byte per vCPU by APIC id: 0 busy, 1 idle
-divisor:    .word 11932                # 0x1F0 u16: 1193182 Hz / 11932 = ~100 Hz
-wait_ticks: .word 12000                # 0x1F2 u16
+divisor:    .word 65535                # 0x1F0 u16: 1193182 Hz / 65535 = ~18.2 Hz
+wait_ticks: .word 2200                 # 0x1F2 u16
             .word 0                    # 0x1F4 (unused)
 ticks:      .word 0                    # 0x1F6 u16, counted by isr
 ncpus:      .byte 1                    # 0x1F8 u8

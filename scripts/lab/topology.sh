@@ -15,11 +15,20 @@ DAEMON_PID=
 
 install -m 0755 "$REPO/target/release/vcpu-scheduler" "$BIN" || { fail setup "cannot install the binary"; finish; exit; }
 virsh -q version >/dev/null || { fail setup "virsh cannot reach libvirtd"; finish; exit; }
+if [ "$NODES" -ne 2 ] || [ "$PER_NODE" -lt 3 ]; then
+    fail setup "the cases are written for 2 NUMA nodes of at least 3 pCPUs, not ${NODES}x${CORES}x${THREADS}"
+    finish
+    exit
+fi
 
-# daemon_start LOG ARGS...: the scheduler in the background, -v, on every lab- guest.
+# daemon_start LOG GLOBS ARGS...: the scheduler in the background, -v, managing only the
+# lab- guests named by the comma-separated GLOBS (the case's own: the others wait halted).
 daemon_start() {
-    local log=$1; shift
-    "$BIN" -v -d "$PREFIX*" "$@" "$INTERVAL" >"$log" 2>&1 &
+    local log=$1 globs=$2 g args=()
+    shift 2
+    IFS=, read -ra g <<<"$globs"
+    for globs in "${g[@]}"; do args+=(-d "$PREFIX$globs"); done
+    "$BIN" -v "${args[@]}" "$@" "$INTERVAL" >"$log" 2>&1 &
     DAEMON_PID=$!
 }
 daemon_stop() {
@@ -95,7 +104,7 @@ fi
 case_start numa-home "a guest whose memory is bound to node 1, born pinned on pCPU 0, ends on node 1"
 on_node1() { [ "$(node_of "$1")" -eq 1 ]; }
 if [ $started = yes ] && guests_go home; then
-    daemon_start "$LOGS/topology-numa-home.log"
+    daemon_start "$LOGS/topology-numa-home.log" home
     PRED=on_node1
     if settles 60 all_pinned_where "${HOME_G[@]}"; then
         ok numa-home "home/0 on pCPU $(vcpu_affinity home 0) (node 1), usage $(usage_over 2 "${HOME_G[@]}")"
@@ -121,7 +130,7 @@ one_per_core() {
     done
 }
 if [ $started = yes ] && guests_go "${busy_names[@]}"; then
-    daemon_start "$LOGS/topology-smt-spread.log"
+    daemon_start "$LOGS/topology-smt-spread.log" "busy*"
     if settles 60 one_per_core; then
         ok smt-spread "$(placement "${BUSY[@]}") (one per core), usage $(usage_over 2 "${BUSY[@]}")"
     else
@@ -140,10 +149,10 @@ case_start numa-overflow "node 0 wants $((ncores + 2)) of its $PER_NODE pCPUs: t
 on_node0() { [ "$(node_of "$1")" -eq 0 ]; }
 overflow_done() { PRED=on_node0 all_pinned_where "${BUSY[@]}" && PRED=on_node1 all_pinned_where "${WIDE[@]}"; }
 if [ $started = yes ]; then
-    repin 0 "${BUSY[@]}"
+    repin 0 "${BUSY[@]}" "${WIDE[@]}"
     if guests_go wide; then
         note "before: $(placement "${BUSY[@]}" "${WIDE[@]}")"
-        daemon_start "$LOGS/topology-numa-overflow.log"
+        daemon_start "$LOGS/topology-numa-overflow.log" "busy*,wide"
         if settles 90 overflow_done; then
             ok numa-overflow "$(placement "${BUSY[@]}" "${WIDE[@]}"): wide whole on node 1, the 1-vCPU guests on node 0; $(grep -m1 -o 'moved to a node[^;]*' "$LOGS/topology-numa-overflow.log" || true)"
         else
@@ -176,7 +185,7 @@ if [ $started = yes ]; then
     repin 0 "${FEW[@]}"
     repin "$PER_NODE" "${WIDE[@]}"
     note "before: $(placement "${FEW[@]}" "${WIDE[@]}")"
-    daemon_start "$LOGS/topology-cpus-per-node.log" --cpus "$cpus"
+    daemon_start "$LOGS/topology-cpus-per-node.log" "busy*,wide" --cpus "$cpus"
     if settles 60 cpus_done; then
         ok cpus-per-node "$(placement "${FEW[@]}" "${WIDE[@]}"): none on an excluded pCPU, each on its own node"
     else
