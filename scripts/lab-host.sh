@@ -10,7 +10,8 @@ CACHE=${LAB_CACHE:-/var/cache/vcpu-scheduler-lab}
 TOPOLOGY=${LAB_TOPOLOGY:-2x2x2}
 MEM_PER_NODE=${LAB_MEM_PER_NODE:-2G}
 IMAGE_SIZE=${LAB_IMAGE_SIZE:-4G}
-LOCK=/tmp/vcpu-scheduler-real-guests.lock   # tests/common/guests/fleet.rs HostLock
+# The real-guest tests' host lock (tests/common/guests/fleet.rs HostLock: std::env::temp_dir()).
+LOCK=${TMPDIR:-/tmp}/vcpu-scheduler-real-guests.lock
 LOCK_WAIT_S=${LAB_LOCK_WAIT:-3600}
 SUITES=(service topology)
 HOST_PACKAGES=(mmdebstrap qemu-system-x86 qemu-utils e2fsprogs cpio binutils)
@@ -353,6 +354,7 @@ RUN_DIR='' QEMU_PID='' KEEP_DIR='' RUN_SUITE='' CLOSED=''
 cleanup_run() {
     local rc=$? i
     trap - EXIT INT TERM HUP
+    set +e   # every step runs: a failing kill or wait must not end the cleanup (errexit)
     if [ -n "$RUN_SUITE" ] && [ -z "$CLOSED" ]; then
         local p=0 f=0 out=$RUN_DIR/share/results/output.txt
         if [ -f "$out" ]; then

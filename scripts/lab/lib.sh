@@ -175,7 +175,11 @@ guests_destroy_all() {
 
 # These read /proc with bash builtins only: in the loaded lab host every program started
 # (cat, awk) costs a good fraction of a second, and a placement check reads dozens.
-qemu_pid() { local p; read -r p <"/run/libvirt/qemu/$PREFIX$1.pid" 2>/dev/null && echo "$p"; }
+qemu_pid() {   # libvirt's pid file has no final newline: read fails at EOF but sets p
+    local p=
+    read -r p <"/run/libvirt/qemu/$PREFIX$1.pid" 2>/dev/null
+    [ -n "$p" ] && echo "$p"
+}
 
 # The thread id of vCPU $2 of guest $1 (libvirt starts QEMU with debug-threads=on, so
 # vCPU threads are named "CPU N/TCG" or "CPU N/KVM").

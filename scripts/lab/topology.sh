@@ -115,7 +115,8 @@ if [ $started = yes ] && guests_go home; then
 else
     fail numa-home "guest home did not start"
 fi
-virsh -q destroy "${PREFIX}home" >/dev/null 2>&1
+virsh -q destroy "${PREFIX}home" >/dev/null 2>&1 || note "virsh destroy ${PREFIX}home failed"
+note "running now: $(virsh -q list --name | tr '\n' ' ')"
 
 # ---- SMT: four busy guests on pCPU 0 end one per core --------------------------------
 case_start smt-spread "$ncores busy 1-vCPU guests (memory unbound) born on pCPU 0 end one per core, over both nodes"
