@@ -155,7 +155,7 @@ if [ $started = yes ]; then
         note "before: $(placement "${BUSY[@]}" "${WIDE[@]}")"
         daemon_start "$LOGS/topology-numa-overflow.log" "busy*,wide"
         if settles 90 overflow_done; then
-            ok numa-overflow "$(placement "${BUSY[@]}" "${WIDE[@]}"): wide whole on node 1, the 1-vCPU guests on node 0; $(grep -m1 -o 'moved to a node[^;]*' "$LOGS/topology-numa-overflow.log" || true)"
+            ok numa-overflow "$(placement "${BUSY[@]}" "${WIDE[@]}"): wide whole on node 1, the 1-vCPU guests on node 0; $(grep -m1 -E "^tick .*${PREFIX}wide/" "$LOGS/topology-numa-overflow.log" | cut -c1-160)"
         else
             fail numa-overflow "placement $(placement "${BUSY[@]}" "${WIDE[@]}") after 90 s; last tick: $(last_tick "$LOGS/topology-numa-overflow.log")"
         fi
