@@ -423,8 +423,9 @@ cmd_run() {
     new_run_dir "$suite"
     KEEP_DIR=$CACHE/results/${RUN_DIR##*/}
     # Results of the 20 latest runs are kept.
-    find "$CACHE/results" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' 2>/dev/null |
-        sort -rn | tail -n +20 | cut -d' ' -f2- | xargs -r rm -rf
+    mkdir -p "$CACHE/results"
+    find "$CACHE/results" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' |
+        sort -rn | tail -n +20 | cut -d' ' -f2- | xargs -r rm -rf || true
     prepare_share "$RUN_DIR/share" "$suite"
     qemu_args "$RUN_DIR/overlay.qcow2" "$RUN_DIR/share" "lab.run=1"
     take_lock
