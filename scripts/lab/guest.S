@@ -11,8 +11,8 @@
 #   2. it halts on PIT ticks (~18 Hz) until a key reaches the keyboard controller
 #      (`virsh send-key DOM KEY_G`: the suite starts every guest's load at once) or
 #      wait_ticks ticks have passed, whichever comes first;
-#   3. COM1 <- 'S', every IRQ masked; with more than one vCPU the others are woken now
-#      with INIT-SIPI-SIPI (until then they sit in wait-for-SIPI, using no CPU);
+#   3. every IRQ masked; with more than one vCPU the others are woken now with
+#      INIT-SIPI-SIPI (until then they sit in wait-for-SIPI, using no CPU); COM1 <- 'S';
 #   4. each vCPU spins or halts by the mode byte of its initial APIC id.
 #
 # Parameters at fixed offsets, patched per guest by scripts/lab/lib.sh (guest_image):
@@ -69,9 +69,6 @@ wait:   hlt                            # sleep until the next tick
 go:     cli
         mov   $0xFF, %al               # no more interrupts: the load runs undisturbed
         out   %al, $0x21
-        mov   $0x3f8, %dx              # COM1 <- 'S': the load starts
-        mov   $'S', %al
-        out   %al, %dx
 
 # more than one vCPU? copy the AP trampoline, wake the others from protected mode
         cmpb  $1, ncpus
@@ -116,8 +113,13 @@ rm:     xor   %ax, %ax
         mov   %ax, %es
         mov   %ax, %ss
 
-# vCPU 0: its mode
-bsp:    cmpb  $1, modes
+# every vCPU is awake now: COM1 <- 'S' (the load runs), then vCPU 0 runs its mode.
+# Written after the wake-up, whose delay loops take seconds here: a 2-vCPU guest whose
+# 'S' came before it would look like a 1-vCPU load for the daemon's first ticks.
+bsp:    mov   $0x3f8, %dx
+        mov   $'S', %al
+        out   %al, %dx
+        cmpb  $1, modes
         je    idle
 busy:   jmp   busy                     # one full (emulated) pCPU
 idle:   hlt                            # IRQs are off: sleeps for good
