@@ -95,6 +95,11 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         carried: Counters::default(),
         now: Counters::default(),
     };
+    if let Some(file) = &metrics.file {
+        // Said before the first write, so a write that fails follows this line.
+        crate::info!("metrics: {} is rewritten every tick", Shown(file.path()));
+        private_tmp_warning(file.path());
+    }
     signal::install()
         .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
     events::register_default_impl().map_err(runtime("cannot start libvirt's event loop"))?;
@@ -243,6 +248,20 @@ impl Metrics {
     }
 }
 
+/// Under systemd (`INVOCATION_ID` set) the unit's `PrivateTmp=yes` gives the daemon a
+/// /tmp and /var/tmp of its own: a metrics file there is written where node_exporter
+/// never looks. Say so once; the operator may mean it (a test, a drop-in without it).
+fn private_tmp_warning(path: &std::path::Path) {
+    let private = path.starts_with("/tmp") || path.starts_with("/var/tmp");
+    if private && std::env::var_os("INVOCATION_ID").is_some() {
+        crate::warn!(
+            "metrics: {} is under /tmp or /var/tmp, which the unit's PrivateTmp=yes makes \
+             private to this service: node_exporter will not see it",
+            Shown(path)
+        );
+    }
+}
+
 /// One tick, timed for the metrics and published there; its report for the other
 /// readers.
 fn timed_tick<'s>(
@@ -385,9 +404,6 @@ fn log_start(
         },
         r.mode.describe(),
     );
-    if let Some(path) = &cfg.metrics_file {
-        crate::info!("metrics: written to {} every tick", path.display());
-    }
 }
 
 /// Everything said after a tick: the requested view, and the journal's lines.
