@@ -1,6 +1,5 @@
-//! The header of a recording (what was recorded, from where, how to read it), the
-//! host's shape as a `topology` line when it can be one, and domain names made to fit
-//! the format.
+//! The header of a recording (what was recorded, from where, how to read it), and the
+//! host's shape as a `topology` line when it can be one.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -108,85 +107,17 @@ pub fn shape_of(t: &Topology) -> Option<Shape> {
     fits.then_some(shape)
 }
 
-/// Domain names as the file writes them: the format takes `[A-Za-z0-9._-]`, so every
-/// other character becomes `_`, and a name that then clashes with another gets `-2`,
-/// `-3`, ...; with `--anonymize`, `d1`, `d2`, ... in order of appearance. The same
-/// original name is always written the same way, across restarts too.
-pub struct Names {
-    anonymize: bool,
-    /// (original, as written), in order of appearance.
-    list: Vec<(String, String)>,
-}
-
-impl Names {
-    pub fn new(anonymize: bool) -> Names {
-        Names {
-            anonymize,
-            list: Vec::new(),
-        }
-    }
-
-    /// The index of `original`, added if new (allocates only then).
-    pub fn index(&mut self, original: &str) -> usize {
-        if let Some(i) = self.list.iter().position(|(o, _)| o == original) {
-            return i;
-        }
-        let safe = if self.anonymize {
-            format!("d{}", self.list.len() + 1)
-        } else {
-            let base: String = original
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            let base = if base.is_empty() {
-                "_".to_owned()
-            } else {
-                base
-            };
-            let taken = |s: &str| self.list.iter().any(|(_, w)| w == s);
-            let mut safe = base.clone();
-            let mut n = 2;
-            while taken(&safe) {
-                safe = format!("{base}-{n}");
-                n += 1;
-            }
-            safe
-        };
-        self.list.push((original.to_owned(), safe));
-        self.list.len() - 1
-    }
-
-    pub fn safe(&self, i: usize) -> &str {
-        self.list.get(i).map_or("_", |(_, s)| s.as_str())
-    }
-
-    /// (as written, original) of the names that had to change, when not anonymized.
-    pub fn renamed(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.list
-            .iter()
-            .filter(|(o, s)| !self.anonymize && o != s)
-            .map(|(o, s)| (s.as_str(), o.as_str()))
-    }
-}
-
 /// Write the header into `out` (cleared first): comments, then the host and `ticks`
 /// lines. Reuses `out`'s capacity, so a checkpoint allocates nothing once it has grown.
-pub fn write_head(out: &mut String, t: &Trace, status: Status) {
+pub fn write_head(out: &mut String, a: &About, t: &Trace, status: Status) {
     out.clear();
-    let _ = write_all(out, t, status);
+    let _ = write_all(out, a, t, status);
 }
 
-fn write_all(out: &mut String, t: &Trace, status: Status) -> std::fmt::Result {
-    let a = &t.about;
+fn write_all(out: &mut String, a: &About, t: &Trace, status: Status) -> std::fmt::Result {
     writeln!(
         out,
-        "# Recorded by vcpu-scheduler record {}: the Measure phase only, nothing pinned.",
+        "# Recorded by vcpu-scheduler record {} (the Measure phase only; nothing was pinned).",
         env!("CARGO_PKG_VERSION")
     )?;
     writeln!(
@@ -205,39 +136,43 @@ fn write_all(out: &mut String, t: &Trace, status: Status) -> std::fmt::Result {
     }
     writeln!(
         out,
-        "# started {} UTC, interval {}: one tick here is one interval of the host, and \
-         simulate replays one tick per interval",
+        "# started {} UTC, interval {}: one tick is one interval of the host;\n\
+         #   simulate replays one tick per interval",
         Utc(a.started_unix),
         Secs(a.interval)
     )?;
     match t.source {
         Some(DemandMode::Measured) => writeln!(
             out,
-            "# demand: measured (run-queue delay): each vcpu's run time plus the time it \
-             waited for a pcpu"
+            "# demand: measured (run-queue delay): each vcpu's run time plus the time it\n\
+             #   waited for a pcpu"
         )?,
         Some(DemandMode::Estimated) => writeln!(
             out,
-            "# demand: estimated from usage (the host reports no run-queue delay): what \
-             each vcpu got, so one on a full pcpu may have wanted more; `delay off` makes \
-             the replay estimate demand as the daemon does on such a host"
+            "# demand: estimated from usage (the host reports no run-queue delay): what\n\
+             #   each vcpu got, so one on a full pcpu may have wanted more; `delay off`\n\
+             #   makes the replay estimate demand as the daemon does on such a host"
         )?,
         None => writeln!(out, "# demand: no domain was measured")?,
     }
-    let host = match t.source {
-        Some(DemandMode::Measured) => {
-            "inferred where a pcpu was full (what its vcpus wanted and did not get went \
-             to someone else; pcpus are not read, as the daemon does not read them when \
-             demand is measured)"
-        }
-        _ => "pcpu busy time minus the usage of the recorded vcpus there",
-    };
-    writeln!(out, "# host lines: load no recorded vcpu explains; {host}")?;
+    match t.source {
+        Some(DemandMode::Measured) => writeln!(
+            out,
+            "# host lines: load no recorded vcpu explains, inferred where a pcpu was full\n\
+             #   (pcpu times are not read when demand is measured; the daemon does not\n\
+             #   read them either)"
+        )?,
+        _ => writeln!(
+            out,
+            "# host lines: load no recorded vcpu explains: pcpu busy time minus the usage\n\
+             #   of the recorded vcpus there"
+        )?,
+    }
     writeln!(
         out,
-        "# lines are written on change: a domain's first measured interval (vm, or at T \
-         start), at T load when a vcpu's demand moved more than the noise band \
-         (max 5 %, 3 x its noise), at T vcpus (hotplug), at T stop, at T host"
+        "# lines are written on change: a domain's first measured interval (vm, or at T\n\
+         #   start); at T load when a vcpu's demand moved more than the noise band (3 x\n\
+         #   its noise, at least 5 %); at T vcpus (hotplug); at T stop; host, at T host"
     )?;
     let ticks = t.tick.max(1);
     let span = Secs(
@@ -417,35 +352,6 @@ mod tests {
         assert_eq!(Utc(0).to_string(), "1970-01-01 00:00:00");
         assert_eq!(Utc(951_782_400).to_string(), "2000-02-29 00:00:00");
         assert_eq!(Utc(1_798_761_599).to_string(), "2026-12-31 23:59:59");
-    }
-
-    #[test]
-    fn names_are_made_safe_consistently_and_never_clash() {
-        let mut n = Names::new(false);
-        let a = n.index("web prod");
-        let b = n.index("web_prod");
-        let c = n.index("café");
-        assert_eq!(n.safe(a), "web_prod");
-        assert_eq!(n.safe(b), "web_prod-2");
-        assert_eq!(n.safe(c), "caf_");
-        assert_eq!(n.index("web prod"), a, "the same name, the same index");
-        let p = n.index("plain-1.x");
-        assert_eq!(n.safe(p), "plain-1.x");
-        let renamed: Vec<_> = n.renamed().collect();
-        assert_eq!(
-            renamed,
-            [
-                ("web_prod", "web prod"),
-                ("web_prod-2", "web_prod"),
-                ("caf_", "café")
-            ]
-        );
-        let mut anon = Names::new(true);
-        let x = anon.index("secret-db");
-        let y = anon.index("secret web");
-        assert_eq!((anon.safe(x), anon.safe(y)), ("d1", "d2"));
-        assert_eq!(anon.index("secret-db"), x);
-        assert_eq!(anon.renamed().count(), 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! the header), driven here by the live host and by the tests by a simulated one.
 
 mod head;
+mod names;
 #[cfg(test)]
 mod tests;
 mod trace;
@@ -44,6 +45,7 @@ use crate::sim::scenario::MAX_SCENARIO_BYTES;
 /// The sampler, this tick's units and the trace they feed: a recording, whatever host
 /// it measures.
 pub struct Recorder {
+    about: About,
     sampler: Sampler,
     select: Selection,
     units: Vec<Unit>,
@@ -54,10 +56,10 @@ pub struct Recorder {
 impl Recorder {
     /// A recording of a host of `pcpus` pCPUs; `about` says what the header tells.
     pub fn new(select: Selection, about: About, pcpus: usize) -> Recorder {
-        let nodes = about.nodes();
         Recorder {
             sampler: Sampler::default(),
-            trace: Trace::new(select.clone(), about, pcpus, nodes),
+            trace: Trace::new(select.clone(), about.anonymize, pcpus, about.nodes()),
+            about,
             select,
             units: Vec::with_capacity(64),
             head: String::with_capacity(4096),
@@ -85,6 +87,10 @@ impl Recorder {
         self.sampler.mode
     }
 
+    pub fn about(&self) -> &About {
+        &self.about
+    }
+
     pub fn trace(&self) -> &Trace {
         &self.trace
     }
@@ -95,7 +101,7 @@ impl Recorder {
 
     /// The file as it stands: its header (for `status`) and the lines after it.
     pub fn text(&mut self, status: Status) -> (&str, &str) {
-        head::write_head(&mut self.head, &self.trace, status);
+        head::write_head(&mut self.head, &self.about, &self.trace, status);
         (&self.head, &self.trace.body)
     }
 
@@ -296,7 +302,7 @@ impl Run<'_> {
                 baseline + 1
             );
         } else {
-            let shape = match &r.trace().about.shape {
+            let shape = match &r.about().shape {
                 Some(s) => format!("topology {s}"),
                 None => format!("{} pcpus", host.pcpus()),
             };

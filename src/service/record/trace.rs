@@ -21,7 +21,7 @@
 
 use std::fmt::Write as _;
 
-use super::head::{About, Names};
+use super::names::Names;
 use crate::cpumap::CpuMap;
 use crate::host::{DomainInfo, DomainKey, Host, PcpuId};
 use crate::scheduler::sample::{DemandMode, JUMP_FLOOR, Smoothed, Unit};
@@ -65,7 +65,6 @@ struct PcpuSums {
 /// The recording so far: the lines after the header, and what they were written from.
 pub struct Trace {
     select: Selection,
-    pub(super) about: About,
     pub(super) names: Names,
     pcpus: usize,
     /// NUMA nodes of the file's host: the `topology` line's sockets, else 1.
@@ -90,11 +89,12 @@ pub struct Trace {
 }
 
 impl Trace {
-    pub fn new(select: Selection, about: About, pcpus: usize, nodes: usize) -> Trace {
+    /// A recording of `pcpus` pCPUs in `nodes` NUMA nodes (as the file's host line
+    /// says); names anonymized or made safe.
+    pub fn new(select: Selection, anonymize: bool, pcpus: usize, nodes: usize) -> Trace {
         Trace {
             select,
-            names: Names::new(about.anonymize),
-            about,
+            names: Names::new(anonymize),
             pcpus,
             nodes,
             doms: Vec::with_capacity(64),
