@@ -176,17 +176,21 @@ pub fn run(a: &RecordArgs) -> Result<(), Error> {
         Connection::open_read_only(&a.uri)
             .map_err(|e| Error::Runtime(format!("cannot connect to {}: {e}", a.uri)))?,
     );
-    let interval = a.interval.as_secs_f64();
+    // Whole ticks, rounded up, in integer nanoseconds (0.2 / 0.1 is not 2 in floats).
+    let ticks_in = |d: Duration| {
+        let i = a.interval.as_nanos().max(1);
+        u64::try_from(d.as_nanos().div_ceil(i))
+            .unwrap_or(u64::MAX)
+            .max(1)
+    };
     let mut run = Run {
         a,
         file,
         rec: None,
         t0: Instant::now(),
         tick: 0,
-        last_tick: a
-            .duration
-            .map(|d| ((d.as_secs_f64() / interval).ceil() as u64).max(1)),
-        checkpoint_ticks: ((CHECKPOINT_EVERY.as_secs_f64() / interval).ceil() as u64).max(1),
+        last_tick: a.duration.map(ticks_in),
+        checkpoint_ticks: ticks_in(CHECKPOINT_EVERY),
         failing: false,
         measured: 0,
         calls: 0,
@@ -286,13 +290,16 @@ impl Run<'_> {
             None => {
                 let about = About::new(uri, self.a.anonymize, self.a.interval, host.topology());
                 let select = Selection::new(self.a.include.clone(), self.a.exclude.clone());
-                self.t0 = Instant::now();
                 self.rec.insert(Recorder::new(select, about, host.pcpus()))
             }
         };
         let _ = conn.set_keepalive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT);
         if let Err(e) = rec.measure(&mut host, baseline) {
             return Ok(End::Lost(e.to_string()));
+        }
+        if !reconnect {
+            // Tick k is due k intervals after the baseline was read.
+            self.t0 = Instant::now();
         }
         self.tick = self.tick.max(baseline);
         let r = &*rec;
@@ -311,8 +318,8 @@ impl Run<'_> {
                 _ => "until SIGINT/SIGTERM".to_owned(),
             };
             crate::info!(
-                "recording {uri} every {:?} into {}: {shape}, {} domains running, {} recorded; \
-                 demand: {}; {until}",
+                "recording {uri} every {:?} into {}: {shape}; running domains: {}, {} of them \
+                 recorded; demand: {}; {until}",
                 self.a.interval,
                 Shown(&self.a.file),
                 host.domain_count(),
@@ -368,8 +375,12 @@ impl Run<'_> {
             if next == 1 || next % self.checkpoint_ticks == 0 {
                 self.checkpoint();
             }
-            // A tick that ran late skips the ticks whose time has passed.
+            // A tick that ran late skips the ticks whose time has passed, but not the
+            // last one `--for` asks for.
             next = (next + 1).max(self.tick_at(Instant::now()) + 1);
+            if let Some(t) = self.last_tick {
+                next = next.min(t);
+            }
             timer.reset(self.millis_until(next));
         }
     }
