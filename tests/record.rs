@@ -449,3 +449,141 @@ fn the_recorded_scenarios_parse_with_their_host_lines() {
         }
     }
 }
+
+/// A libvirtd of the test's own, never the host's: a session daemon run as `nobody`
+/// in a scratch directory, with no driver module (only the test driver built into
+/// libvirt), reached through `test+unix:///default?socket=...`. Stopping it is how a
+/// lost connection is made without touching the system's libvirtd.
+struct PrivateLibvirtd {
+    child: std::process::Child,
+}
+
+impl PrivateLibvirtd {
+    /// `None` where it cannot run here (not root, no libvirtd or setpriv).
+    fn start(dir: &Path) -> Option<PrivateLibvirtd> {
+        let exists = |p: &str| Path::new(p).exists();
+        // The effective uid, as /proc says it (std has no getuid).
+        let root = std::fs::read_to_string("/proc/self/status")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .is_some_and(|u| u.split_whitespace().nth(1) == Some("0"));
+        if !root || !exists("/usr/sbin/libvirtd") || !exists("/usr/bin/setpriv") {
+            return None;
+        }
+        for sub in ["home", "run", "drivers"] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).ok()?;
+            std::os::unix::fs::chown(&d, Some(65534), Some(65534)).ok()?;
+        }
+        std::os::unix::fs::chown(dir, Some(65534), Some(65534)).ok()?;
+        let child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg("/usr/sbin/libvirtd")
+            .args(["--timeout", "300"])
+            .env_clear()
+            .env("HOME", dir.join("home"))
+            .env("XDG_RUNTIME_DIR", dir.join("run"))
+            .env("XDG_CONFIG_HOME", dir.join("home"))
+            .env("XDG_CACHE_HOME", dir.join("home"))
+            .env("LIBVIRT_DRIVER_DIR", dir.join("drivers"))
+            .env("PATH", "/usr/bin:/bin")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let sock = Self::socket(dir);
+        let until = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() && Instant::now() < until {
+            thread::sleep(Duration::from_millis(50));
+        }
+        sock.exists().then_some(PrivateLibvirtd { child })
+    }
+
+    fn socket(dir: &Path) -> PathBuf {
+        dir.join("run/libvirt/libvirt-sock")
+    }
+
+    /// SIGTERM to our own daemon (setpriv exec'd it: the child is libvirtd), and wait.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateLibvirtd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// libvirtd goes away for a few seconds in the middle of a recording: `record` says
+/// so, reconnects with the daemon's back-off, and goes on at the tick the clock has
+/// reached; the file notes the gap and parses.
+#[test]
+fn a_lost_connection_is_reconnected_and_the_recording_goes_on() {
+    let d = scratch("reconnect");
+    let lv = d.join("libvirtd");
+    let Some(daemon) = PrivateLibvirtd::start(&lv) else {
+        eprintln!("skipped: needs root, /usr/sbin/libvirtd and setpriv");
+        return;
+    };
+    let uri = format!(
+        "test+unix:///default?socket={}",
+        PrivateLibvirtd::socket(&lv).display()
+    );
+    let file = d.join("r.scn");
+    let rec = bin()
+        .args(["record", "-c", &uri, "0.5", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_secs(3));
+    daemon.stop();
+    let lost_at = Instant::now();
+    thread::sleep(Duration::from_secs(4));
+    let daemon = PrivateLibvirtd::start(&lv).expect("the private libvirtd starts again");
+    // Attempts come 1, 2 and 4 s after the loss: the third finds it.
+    thread::sleep(Duration::from_secs(5));
+    let _ = Command::new("kill")
+        .args(["-TERM", &rec.id().to_string()])
+        .status();
+    let o = rec.wait_with_output().unwrap();
+    let took = lost_at.elapsed();
+    drop(daemon);
+    let err = stderr(&o);
+    eprintln!("{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("lost {uri}: "))
+            && err.contains("reconnecting, the recording goes on"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "reconnected to {uri}: the recording goes on at tick "
+        )),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let sc = load(&file);
+    let lost_after: u64 = text
+        .split("# note: connection lost after tick ")
+        .nth(1)
+        .and_then(|r| r.split('\n').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no note of the gap:\n{text}"));
+    // Ticks went on counting the intervals of the outage (0.5 s each).
+    let gap_ticks = sc.ticks - lost_after;
+    assert!(
+        gap_ticks as f64 >= (took.as_secs_f64() - 1.5) * 2.0,
+        "{gap_ticks} ticks after the loss in {took:?}:\n{text}"
+    );
+    assert_eq!(sc.domains.len(), 1, "{text}");
+    assert!(sc.events.is_empty(), "the domain ran on: {text}");
+    let _ = std::fs::remove_dir_all(&d);
+}
