@@ -193,26 +193,27 @@ impl Trace {
                 .count();
             let vcpus = &units[start..start + len];
             start += len;
-            let info = host.domain(group as usize);
+            let i = group as usize;
+            let info = host.domain(i);
             if let Ok(j) = self.doms.binary_search_by(|d| d.key.cmp(&info.key)) {
-                self.domain_tick(j, tick, host, &info, group as usize, vcpus, mode);
+                let seen = Seen {
+                    host,
+                    info,
+                    i,
+                    vcpus,
+                    mode,
+                    tick,
+                };
+                self.domain_tick(j, &seen);
             }
         }
         self.host_tick(tick, busy, mode);
     }
 
-    /// One domain's vCPUs this tick: its first line, a hotplug, a change of demand.
-    #[allow(clippy::too_many_arguments)]
-    fn domain_tick<H: Host>(
-        &mut self,
-        j: usize,
-        tick: u64,
-        host: &H,
-        info: &DomainInfo<'_>,
-        i: usize,
-        vcpus: &[Unit],
-        mode: DemandMode,
-    ) {
+    /// One domain's vCPUs this tick (`self.doms[j]`): its first line, a hotplug, a
+    /// change of demand.
+    fn domain_tick<H: Host>(&mut self, j: usize, seen: &Seen<'_, H>) {
+        let (tick, vcpus, mode) = (seen.tick, seen.vcpus, seen.mode);
         // Every vCPU needs a measured interval (a new domain or vCPU has none yet; a
         // vCPU whose delay could not be read this tick falls back): else wait a tick.
         if tick == 0 || !vcpus.iter().all(|u| value(u, mode).is_some()) {
@@ -244,7 +245,7 @@ impl Trace {
         }
         let name = d.name;
         if d.written.is_empty() {
-            self.first_line(j, tick, host, info, i, vcpus, mode);
+            self.first_line(j, seen);
             return;
         }
         let d = &mut self.doms[j];
@@ -269,19 +270,10 @@ impl Trace {
     }
 
     /// The `vm` or `at T start` line of a domain whose every vCPU was just measured.
-    #[allow(clippy::too_many_arguments)]
-    fn first_line<H: Host>(
-        &mut self,
-        j: usize,
-        tick: u64,
-        host: &H,
-        info: &DomainInfo<'_>,
-        i: usize,
-        vcpus: &[Unit],
-        mode: DemandMode,
-    ) {
+    fn first_line<H: Host>(&mut self, j: usize, seen: &Seen<'_, H>) {
+        let (vcpus, mode, info) = (seen.vcpus, seen.mode, &seen.info);
         // It ran during the interval before the one first measured: it started then.
-        let at = tick - 1;
+        let at = seen.tick - 1;
         let name = self.doms[j].name;
         if at == 0 {
             let _ = write!(self.body, "vm {} ", self.names.safe(name));
@@ -292,16 +284,8 @@ impl Trace {
         // One affinity per domain in the format: the union of its vCPUs'.
         self.union.clear();
         let mut differ = false;
-        for (k, u) in vcpus.iter().enumerate() {
-            if !host.affinity(i, k, &mut self.one) {
-                self.one.clear();
-                match u.pinned_to {
-                    Some(p) => {
-                        let _ = self.one.set(p.index());
-                    }
-                    None => self.one.fill(),
-                }
-            }
+        for k in 0..vcpus.len() {
+            seen.affinity(k, &mut self.one);
             if k == 0 {
                 self.first.copy_from(self.one.as_bytes());
             } else if self.one != self.first {
@@ -325,20 +309,9 @@ impl Trace {
         if differ {
             let mut each = String::new();
             for (k, u) in vcpus.iter().enumerate() {
-                if !host.affinity(i, k, &mut self.one) {
-                    self.one.clear();
-                    match u.pinned_to {
-                        Some(p) => drop(self.one.set(p.index())),
-                        None => self.one.fill(),
-                    }
-                }
-                let _ = write!(
-                    each,
-                    "{}vcpu {}: {}",
-                    if k > 0 { ", " } else { "" },
-                    u.vcpu.0,
-                    self.one
-                );
+                seen.affinity(k, &mut self.one);
+                let sep = if k > 0 { ", " } else { "" };
+                let _ = write!(each, "{sep}vcpu {}: {}", u.vcpu.0, self.one);
             }
             let union = self.union.to_string();
             self.note(format!(
@@ -411,6 +384,31 @@ impl Trace {
             } else {
                 let _ = writeln!(self.body, "at {tick} host {p} {pct}");
             }
+        }
+    }
+}
+
+/// One domain as this tick saw it: index `i` of the host's listing, its vCPUs' units.
+struct Seen<'a, H> {
+    host: &'a H,
+    info: DomainInfo<'a>,
+    i: usize,
+    vcpus: &'a [Unit],
+    mode: DemandMode,
+    tick: u64,
+}
+
+impl<H: Host> Seen<'_, H> {
+    /// The `k`-th vCPU's affinity into `out`: as the host read it, else what its sample
+    /// says (one pCPU, or all of them).
+    fn affinity(&self, k: usize, out: &mut CpuMap) {
+        if self.host.affinity(self.i, k, out) {
+            return;
+        }
+        out.clear();
+        match self.vcpus.get(k).and_then(|u| u.pinned_to) {
+            Some(p) => drop(out.set(p.index())),
+            None => out.fill(),
         }
     }
 }
