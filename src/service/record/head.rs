@@ -369,6 +369,14 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(shape_of(&t), None);
+        let about = About::new("qemu:///system", false, Duration::from_secs(10), Some(&t));
+        assert_eq!(about.shape, None);
+        let note = about.shape_note.as_deref().unwrap();
+        assert!(
+            note.starts_with("the host has 2 nodes and 8 pcpus in 4 cores"),
+            "{note}"
+        );
+        assert_eq!(about.nodes(), 1, "written as a flat host");
         // The test driver: 2 cells of 8 pcpus.
         let t = Topology::from_capabilities(&caps("test-default.xml"), 16)
             .unwrap()
