@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use vcpu_scheduler::policy::Params;
 use vcpu_scheduler::service::cli::{self, Command, UsageError};
 use vcpu_scheduler::service::simulate::{SimError, SimOptions};
-use vcpu_scheduler::service::{daemon, signal};
+use vcpu_scheduler::service::{daemon, record, signal};
 
 /// How the program failed, which decides the exit code.
 #[derive(Debug)]
@@ -118,6 +118,7 @@ fn run() -> Result<(), Failure> {
             Ok(daemon::run(&cfg)?)
         }
         Command::Simulate(a) => simulate(a),
+        Command::Record(a) => Ok(record::run(&a)?),
     }
 }
 

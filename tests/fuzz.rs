@@ -162,6 +162,7 @@ const ARGV_SEEDS: &[&str] = &[
     "--summary\n60\n--metrics-file\n/tmp/vcs-fuzz.prom\n--repin-configured\n1",
     "simulate\nscenarios/course-1-all-on-one.scn\n--policy\nseed\n--ticks\n5",
     "simulate\nscenarios/numa-two-nodes.scn\n--json\n--ignore-topology",
+    "record\n-c\ntest:///default\n-d\nweb-*\n-x\nweb-db\n--for\n15m\n--anonymize\n10\n/tmp/vcs-fuzz.scn",
 ];
 
 fn argv_of(bytes: &[u8]) -> Vec<String> {
@@ -270,6 +271,7 @@ fn run_limited(args: &[String], cwd: &Path) -> (Option<i32>, String, Duration) {
         .current_dir(cwd)
         .env_remove("LIBVIRT_DEFAULT_URI")
         .env_remove("NOTIFY_SOCKET")
+        .env_remove("INVOCATION_ID")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

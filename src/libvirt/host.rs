@@ -28,6 +28,11 @@ struct Tracked<'c> {
     max_vcpus: usize,
     /// Its owner pinned it in its persistent configuration (see [`DomainInfo`]).
     config_pinned: bool,
+    /// Each vCPU's affinity as the last `virDomainGetVcpus` wrote it (`maplen` bytes per
+    /// vCPU, `max_vcpus` of them), and how many vCPUs that call reported: its own
+    /// buffer, so [`Host::affinity`] can answer after the other domains were read.
+    maps: Vec<u8>,
+    vcpus_read: usize,
     /// The nodes its memory is bound to (see [`DomainInfo`]).
     mem_nodes: u64,
 }
@@ -51,7 +56,6 @@ pub struct LibvirtHost<'c> {
     known_ids: Vec<c_int>,
     domains: Vec<Tracked<'c>>,
     info: Vec<VcpuInfo>,
-    maps: Vec<u8>,
     pin_map: CpuMap,
     /// Set when a domain vanished mid-tick or an event said domains changed: the next
     /// refresh re-reads the table even if the id list looks the same.
@@ -86,7 +90,6 @@ impl<'c> LibvirtHost<'c> {
             known_ids: Vec::with_capacity(64),
             domains: Vec::with_capacity(64),
             info: Vec::new(),
-            maps: Vec::new(),
             pin_map: CpuMap::new(pcpus),
             stale: true,
             config_stale: false,
@@ -123,7 +126,6 @@ impl<'c> LibvirtHost<'c> {
         }
         if max_vcpus > self.info.len() {
             self.info.resize(max_vcpus, VcpuInfo::default());
-            self.maps.resize(max_vcpus * self.maplen, 0);
         }
         let config_pinned = config_pinned(&dom, &name, self.pcpus)?;
         let mem_nodes = mem_nodes(&dom, &name, self.topology.as_ref())?;
@@ -134,6 +136,8 @@ impl<'c> LibvirtHost<'c> {
             name,
             max_vcpus,
             config_pinned,
+            maps: vec![0; max_vcpus * self.maplen],
+            vcpus_read: 0,
             mem_nodes,
         });
         Ok(())
@@ -316,13 +320,11 @@ impl Host for LibvirtHost<'_> {
     }
 
     fn sample(&mut self, i: usize, out: &mut Vec<VcpuSample>) -> Result<(), Error> {
-        let d = &self.domains[i];
+        let d = &mut self.domains[i];
         let n = d.max_vcpus;
         let maplen = self.maplen;
-        let got = match d
-            .dom
-            .vcpus_into(&mut self.info[..n], &mut self.maps[..n * maplen], maplen)
-        {
+        d.vcpus_read = 0;
+        let got = match d.dom.vcpus_into(&mut self.info[..n], &mut d.maps, maplen) {
             Ok(got) => got,
             Err(e) => {
                 // A domain destroyed while we read it fails with whatever the driver
@@ -344,6 +346,8 @@ impl Host for LibvirtHost<'_> {
             }
         };
         let at_ns = self.now_ns();
+        let d = &mut self.domains[i];
+        d.vcpus_read = got;
         let d = &self.domains[i];
         // This domain's bulk stats, matched by UUID; a domain the call did not report
         // (started since) or a vCPU it did not cover (hotplugged since) has none, and
@@ -351,7 +355,7 @@ impl Host for LibvirtHost<'_> {
         let stats = self.stats.domain(&d.key.uuid).unwrap_or(&[]);
         let stats_at_ns = self.stats_at_ns;
         for (k, info) in self.info[..got].iter().enumerate() {
-            let mask = cpumap::get_cpumap(&self.maps, maplen, k).unwrap_or(&[]);
+            let mask = cpumap::get_cpumap(&d.maps, maplen, k).unwrap_or(&[]);
             out.push(VcpuSample {
                 domain: d.key,
                 vcpu: VcpuId(info.number()),
@@ -372,6 +376,19 @@ impl Host for LibvirtHost<'_> {
             });
         }
         Ok(())
+    }
+
+    fn affinity(&self, i: usize, k: usize, out: &mut CpuMap) -> bool {
+        let Some(d) = self.domains.get(i).filter(|d| k < d.vcpus_read) else {
+            return false;
+        };
+        match cpumap::get_cpumap(&d.maps, self.maplen, k) {
+            Some(mask) => {
+                out.copy_from(mask);
+                true
+            }
+            None => false,
+        }
     }
 
     fn sample_pcpus(&mut self, out: &mut [PcpuTimes]) -> Result<bool, Error> {

@@ -99,6 +99,13 @@ pub const SMOOTH_WEIGHT: f64 = 0.3;
 pub const JUMP_FLOOR: f64 = 0.05;
 
 impl Smoothed {
+    /// The noise band: a reading further than this from `value` is a real change (three
+    /// times the noise seen, at least [`JUMP_FLOOR`]). `record` writes a new demand
+    /// only when it moved further than this.
+    pub fn band(&self) -> f64 {
+        JUMP_FLOOR.max(3.0 * self.noise)
+    }
+
     /// Fold one raw reading into `prev` (or start from it).
     pub fn update(prev: Option<Smoothed>, raw: f64) -> Smoothed {
         let Some(p) = prev else {
@@ -108,7 +115,7 @@ impl Smoothed {
             };
         };
         let err = raw - p.value;
-        if err.abs() > JUMP_FLOOR.max(3.0 * p.noise) {
+        if err.abs() > p.band() {
             Smoothed {
                 value: raw,
                 noise: p.noise,

@@ -96,8 +96,6 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         now: Counters::default(),
     };
     if let Some(file) = &metrics.file {
-        // Said before the first write, so a write that fails follows this line.
-        crate::info!("metrics: {} is rewritten every tick", Shown(file.path()));
         private_tmp_warning(file.path());
     }
     signal::install()
@@ -139,7 +137,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
                 let lost_at = Instant::now();
                 // The old connection goes before the new one is opened.
                 drop(conn);
-                match reconnect(&cfg.uri, &mut notify) {
+                match reconnect(&cfg.uri, &mut notify, Connection::open, None) {
                     Some(c) => conn = c,
                     None => {
                         notify.stopping();
@@ -160,18 +158,34 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     result.and(closed)
 }
 
-/// Re-open `uri` until it opens, waiting longer after each failure. `None` when a stop
-/// was requested meanwhile. Feeds the watchdog while it waits.
-fn reconnect(uri: &str, notify: &mut Notifier) -> Option<Connection> {
+/// How a connection is opened: read-write for the daemon, read-only for `record`.
+pub(super) type Open = fn(&str) -> Result<Connection, crate::libvirt::Error>;
+
+/// Re-open `uri` with `open` until it opens, waiting longer after each failure. `None`
+/// when a stop was requested meanwhile, or `until` came first. Feeds the watchdog
+/// while it waits.
+pub(super) fn reconnect(
+    uri: &str,
+    notify: &mut Notifier,
+    open: Open,
+    until: Option<Instant>,
+) -> Option<Connection> {
     let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_MAX);
     let mut last_logged: Option<Instant> = None;
     loop {
-        let wait = backoff.next_wait();
+        let mut wait = backoff.next_wait();
+        if let Some(end) = until {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            wait = wait.min(left);
+        }
         notify.status(format_args!("waiting for {uri} (next attempt in {wait:?})"));
         if !wait_for(wait, notify) {
             return None;
         }
-        match Connection::open(uri) {
+        match open(uri) {
             // The session's first line says it reconnected, and after how long.
             Ok(c) => return Some(c),
             Err(e) => {
@@ -310,6 +324,10 @@ fn session(
         mode: Some(r.mode),
     };
     log_start(cfg, &r, pcpus, reconnected_after, subscriptions.lifecycle());
+    // After the first write: a file that could not be written has had its warning.
+    if let Some(file) = metrics.file.as_ref().filter(|f| !f.failing()) {
+        crate::info!("metrics: {} is rewritten every tick", Shown(file.path()));
+    }
     if cfg.verbose {
         match sched.host().topology() {
             Some(t) => crate::info!("topology: {t}"),

@@ -14,15 +14,11 @@
 //! TYPE line for every family. A value that is not known yet (usage on the first tick)
 //! is left out rather than written as NaN.
 
-use std::collections::hash_map::RandomState;
 use std::fmt::{self, Write as _};
-use std::fs;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::io::Write as _;
+use std::path::Path;
 
-use crate::files::Shown;
+use crate::files::{ReplacedFile, Shown};
 use crate::host::DomainKey;
 use crate::policy;
 use crate::scheduler::report::Report;
@@ -329,82 +325,24 @@ impl fmt::Display for Uuid<'_> {
 
 /// The file node_exporter reads, and the buffer it is rendered into.
 ///
-/// The daemon runs as root and the textfile directory is often writable by others, so
-/// the file is never written through a name someone else could have prepared: each
-/// tick's text goes to a temporary file created new (`O_CREAT | O_EXCL | O_NOFOLLOW`,
-/// so neither a symlink nor an existing file there is ever opened), is synced, and is
-/// renamed over the real name (a rename replaces a symlink, it does not follow it).
+/// The file is replaced whole each tick through a fresh temporary file
+/// ([`ReplacedFile`]): the textfile collector reads only `*.prom`, so it never picks the
+/// temporary `.NAME.RANDOM.tmp` up, and never sees half a file.
 pub struct MetricsFile {
-    path: PathBuf,
-    /// `.NAME.RANDOM.tmp` in the same directory: a rename within one filesystem is
-    /// atomic, the textfile collector reads only `*.prom`, so it never picks this one
-    /// up, and the random part is drawn anew whenever the name is found taken.
-    tmp: PathBuf,
+    file: ReplacedFile,
     renderer: Renderer,
     /// The last write failed: say so once, and once more when it works again.
     failing: bool,
 }
 
-/// Longest file name most filesystems take (`NAME_MAX`), and the room the temporary
-/// file's name needs beyond the metrics file's own: `.` before it, `.` and 16 hex digits
-/// and `.tmp` after it.
-const NAME_MAX: usize = 255;
-const TMP_EXTRA: usize = 1 + 1 + 16 + 4;
-/// Longest path the kernel takes (`PATH_MAX`).
-const PATH_MAX: usize = 4096;
-
 impl MetricsFile {
-    /// Checks `path` before anything starts: its directory must exist, it must name a
-    /// file whose temporary name fits the filesystem, and, where it exists, be a regular
-    /// file that is neither the settings file (`config_file`) nor this program. A
-    /// symbolic link is refused too: it would be replaced by a regular file, not written
-    /// through. The error is one line for the usage message.
+    /// Checks `path` before anything starts (see [`ReplacedFile::new`]): its directory
+    /// must exist, and where it exists it must be a regular file that is neither the
+    /// settings file (`config_file`) nor this program. The error is one line for the
+    /// usage message.
     pub fn new(path: &Path, config_file: Option<&Path>) -> Result<Self, String> {
-        let shown = Shown(path);
-        let bad = |why: &str| format!("invalid --metrics-file {shown}: {why}");
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            return Err(bad("not a file name"));
-        };
-        if name.len() + TMP_EXTRA > NAME_MAX {
-            return Err(bad(&format!(
-                "the file name is {} bytes, the most is {}",
-                name.len(),
-                NAME_MAX - TMP_EXTRA
-            )));
-        }
-        if path.as_os_str().len() + TMP_EXTRA >= PATH_MAX {
-            return Err(bad("the path is too long"));
-        }
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(bad(&format!("directory {} does not exist", Shown(dir))));
-        }
-        if let Ok(meta) = fs::symlink_metadata(path) {
-            if meta.file_type().is_symlink() {
-                return Err(bad("is a symbolic link: name the file itself"));
-            }
-            if meta.is_dir() {
-                return Err(bad("is a directory"));
-            }
-            if !meta.is_file() {
-                return Err(bad("is not a regular file (a device, a socket or a FIFO)"));
-            }
-            let same = |other: &Path| {
-                fs::metadata(other).is_ok_and(|o| o.dev() == meta.dev() && o.ino() == meta.ino())
-            };
-            if config_file.is_some_and(same) {
-                return Err(bad("is the settings file"));
-            }
-            if std::env::current_exe().is_ok_and(|exe| same(&exe)) {
-                return Err(bad("is this program"));
-            }
-        }
         Ok(MetricsFile {
-            path: path.to_path_buf(),
-            tmp: tmp_name(dir, name),
+            file: ReplacedFile::new(path, "--metrics-file", config_file)?,
             renderer: Renderer {
                 buf: String::with_capacity(16 * 1024),
                 per_pcpu: Vec::new(),
@@ -414,71 +352,32 @@ impl MetricsFile {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
+    }
+
+    /// The last write failed (and was logged).
+    pub fn failing(&self) -> bool {
+        self.failing
     }
 
     /// Render the tick and replace the file with it. A failure is logged (once until the
     /// file can be written again) and otherwise ignored: metrics never stop the loop.
     pub fn publish(&mut self, r: &Report<'_>, c: &Counters) {
         let text = self.renderer.render(r, c);
-        let mut result = replace(&self.tmp, &self.path, text);
-        if result
-            .as_ref()
-            .is_err_and(|e| e.kind() == io::ErrorKind::AlreadyExists)
-        {
-            // Someone else's file (or link) has our temporary name: leave it alone and
-            // draw another name. Rare, so the allocation is not a per-tick one.
-            let dir = self.tmp.parent().unwrap_or(Path::new("."));
-            let name = self
-                .path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("metrics");
-            self.tmp = tmp_name(dir, name);
-            result = replace(&self.tmp, &self.path, text);
-        }
-        match result {
+        match self.file.replace(|f| f.write_all(text.as_bytes())) {
             Ok(()) if self.failing => {
                 self.failing = false;
-                crate::info!("metrics file {} written again", Shown(&self.path));
+                crate::info!("metrics file {} written again", Shown(self.file.path()));
             }
             Ok(()) => {}
             Err(e) => {
-                if e.kind() != io::ErrorKind::AlreadyExists {
-                    let _ = fs::remove_file(&self.tmp);
-                }
                 if !self.failing {
                     self.failing = true;
-                    crate::warn!("cannot write metrics file {}: {e}", Shown(&self.path));
+                    crate::warn!("cannot write metrics file {}: {e}", Shown(self.file.path()));
                 }
             }
         }
     }
-}
-
-/// `DIR/.NAME.XXXXXXXXXXXXXXXX.tmp` with 64 random bits (std's `RandomState` is keyed
-/// from the OS's random source), so another user cannot prepare it in advance.
-fn tmp_name(dir: &Path, name: &str) -> PathBuf {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    dir.join(format!(".{name}.{:016x}.tmp", h.finish()))
-}
-
-/// Write `text` to a new file at `tmp` (never an existing file, never through a link),
-/// sync it, then rename it over `path`. The sync makes the rename publish complete
-/// contents even after a crash (ext4 may otherwise commit the rename before the data);
-/// measured, it is a small part of the write (see the README).
-fn replace(tmp: &Path, path: &Path, text: &str) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_data()?;
-    drop(f);
-    fs::rename(tmp, path)
 }
 
 #[cfg(test)]

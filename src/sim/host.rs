@@ -414,6 +414,21 @@ impl Host for SimHost {
         Ok(())
     }
 
+    fn affinity(&self, i: usize, k: usize, out: &mut CpuMap) -> bool {
+        let v = self
+            .domains
+            .get(i)
+            .filter(|_| i < self.listed)
+            .and_then(|d| d.vcpus.get(k));
+        match v {
+            Some(v) => {
+                out.copy_from(v.affinity.as_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+
     fn pin(&mut self, domain: DomainKey, vcpu: VcpuId, pcpu: PcpuId) -> Result<(), SimHostError> {
         let pcpus = self.pcpus;
         let d = self.domains.iter_mut().find(|d| d.key == domain).ok_or(

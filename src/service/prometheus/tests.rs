@@ -195,14 +195,18 @@ fn a_missing_directory_is_refused_before_anything_is_written() {
     assert!(MetricsFile::new(Path::new("/tmp"), None).is_err());
     assert!(MetricsFile::new(Path::new("/"), None).is_err());
     let ok = MetricsFile::new(Path::new("x.prom"), None).unwrap();
-    let tmp = ok.tmp.to_str().unwrap();
+    let tmp = ok.file.tmp().to_str().unwrap();
     assert!(
         tmp.starts_with("./.x.prom.") && tmp.ends_with(".tmp"),
         "{tmp}"
     );
     assert_eq!(tmp.len(), "./.x.prom.".len() + 16 + ".tmp".len(), "{tmp}");
     let other = MetricsFile::new(Path::new("x.prom"), None).unwrap();
-    assert_ne!(ok.tmp, other.tmp, "the temporary name cannot be guessed");
+    assert_ne!(
+        ok.file.tmp(),
+        other.file.tmp(),
+        "the temporary name cannot be guessed"
+    );
 }
 
 /// A scratch directory of this test's own.
@@ -257,8 +261,8 @@ fn a_planted_symlink_at_the_temporary_name_is_never_followed() {
     std::fs::write(&victim, "precious\n").unwrap();
     let path = d.join("m.prom");
     let mut file = MetricsFile::new(&path, None).unwrap();
-    std::os::unix::fs::symlink(&victim, &file.tmp).unwrap();
-    let planted = file.tmp.clone();
+    let planted = file.file.tmp().to_path_buf();
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
     let names = Names(&["a", "b", "c"]);
     let units = [unit(0, 0, Some(0), 0.5)];
     let r = report(&units, &[0.5], &names);
