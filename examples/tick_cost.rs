@@ -132,7 +132,7 @@ fn metrics_cost(sched: &Scheduler<LibvirtHost<'_>>, writes: u32) -> Result<(), (
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tick_cost");
     std::fs::create_dir_all(&dir).map_err(|e| (1, format!("{}: {e}", dir.display())))?;
     let path = dir.join("vcpu-scheduler.prom");
-    let mut file = MetricsFile::new(&path).map_err(|e| (1, e))?;
+    let mut file = MetricsFile::new(&path, None).map_err(|e| (1, e))?;
     let counters = Counters::default();
     let report = sched.report();
     let t = Instant::now();

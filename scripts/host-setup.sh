@@ -13,7 +13,8 @@ PACKAGES=(libvirt-dev pkg-config libclang-dev libvirt-daemon-system
           libvirt-daemon-driver-qemu qemu-system-x86 libvirt-clients
           binutils   # as + ld: tests check the test guests' boot code against its source
           systemd    # systemd-analyze: tests/systemd_unit.rs verifies dist/vcpu-scheduler.service
-          prometheus prometheus-node-exporter)  # promtool and node_exporter read --metrics-file
+          prometheus prometheus-node-exporter   # promtool and node_exporter read --metrics-file
+          mmdebstrap qemu-utils e2fsprogs cpio) # the lab host VM (scripts/lab-host.sh build)
 
 say() { printf 'host-setup: %s\n' "$*"; }
 die() { printf 'host-setup: error: %s\n' "$*" >&2; exit 1; }

@@ -18,6 +18,7 @@
 
 use std::fmt;
 
+use crate::cpumap::CpuMap;
 use crate::topology::Topology;
 
 /// A host CPU index. A newtype so a vCPU number cannot be passed where a pCPU is meant.
@@ -186,6 +187,16 @@ pub trait Host {
 
     /// Append one [`VcpuSample`] per vCPU of domain `i` to `out`, vCPU 0 first.
     fn sample(&mut self, i: usize, out: &mut Vec<VcpuSample>) -> Result<(), Self::Error>;
+
+    /// The affinity (every pCPU it may run on) of the `k`-th vCPU that the last
+    /// [`Host::sample`] of domain `i` appended, into `out` (sized to the host). `false`
+    /// when the host cannot tell; a [`VcpuSample`] then says only whether it is pinned
+    /// to one pCPU. `record` writes it on a domain's first line; the scheduler does not
+    /// need it. The default cannot tell.
+    fn affinity(&self, i: usize, k: usize, out: &mut CpuMap) -> bool {
+        let _ = (i, k, out);
+        false
+    }
 
     /// Read pCPU `p`'s cumulative times into `out` (`virNodeGetCPUStats`, one call).
     /// `Ok(false)` when the host cannot tell; the scheduler then judges saturation from

@@ -7,7 +7,7 @@
 //! main.rs            parse, run the daemon or the simulator, map Failure to an exit code
 //! service/           the program around the loop: cli, settings, daemon (event loop,
 //!                    signals, sd_notify, back-off), the Prometheus writer, the
-//!                    simulator's runner
+//!                    simulator's runner, the recorder (a live host as a scenario)
 //! scheduler/         the loop: mod.rs (Scheduler::tick = measure, analyze, act, commit),
 //!                    sample.rs (Measure), act.rs (Act), select.rs (which domains),
 //!                    report.rs (what a tick found, and its printers)
@@ -26,7 +26,8 @@
 //! - [`libvirt`]: the safe handles over the raw bindings and the live [`host::Host`].
 //! - [`sim`]: the simulated [`host::Host`] and its scenario files.
 //! - [`policy`] (Analyze), driven by [`scheduler`] (Measure, Act, the loop itself).
-//! - [`service`]: the daemon, the command line, metrics, and the simulator's runner.
+//! - [`service`]: the daemon, the command line, metrics, the simulator's runner, and
+//!   `record`, which writes a live host's load as a scenario for it.
 
 #[macro_use]
 pub mod log;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use vcpu_scheduler::policy::Params;
 use vcpu_scheduler::service::cli::{self, Command, UsageError};
-use vcpu_scheduler::service::daemon;
 use vcpu_scheduler::service::simulate::{SimError, SimOptions};
+use vcpu_scheduler::service::{daemon, record, signal};
 
 /// How the program failed, which decides the exit code.
 #[derive(Debug)]
@@ -19,12 +19,16 @@ enum Failure {
     /// Whoever read our output stopped reading (`| head`): exit 0, saying nothing, as
     /// other command-line tools do.
     OutputClosed,
+    /// A one-shot command (`simulate`) was interrupted by SIGINT or SIGTERM: exit 130,
+    /// as a shell reports a command ended by Ctrl-C.
+    Interrupted,
 }
 
 impl Failure {
     fn exit_code(&self) -> ExitCode {
         match self {
             Failure::OutputClosed => ExitCode::SUCCESS,
+            Failure::Interrupted => ExitCode::from(130),
             Failure::Usage(_) => ExitCode::from(2),
             Failure::Runtime(_) => ExitCode::from(1),
         }
@@ -62,6 +66,7 @@ impl From<SimError> for Failure {
         match e {
             e @ SimError::Scenario(_) => Failure::Usage(e.to_string()),
             SimError::Io(e) => e.into(),
+            SimError::Interrupted => Failure::Interrupted,
             e => Failure::Runtime(e.to_string()),
         }
     }
@@ -80,6 +85,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Failure> {
+    // Before anything else: a SIGTERM or SIGHUP in the first milliseconds must not end
+    // the process by its default action, without a word (systemd may send one early).
+    signal::install()
+        .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
     vcpu_scheduler::log::init_from_env();
     let mut args = Vec::new();
     for a in std::env::args_os().skip(1) {
@@ -109,6 +118,7 @@ fn run() -> Result<(), Failure> {
             Ok(daemon::run(&cfg)?)
         }
         Command::Simulate(a) => simulate(a),
+        Command::Record(a) => Ok(record::run(&a)?),
     }
 }
 

@@ -9,6 +9,10 @@
 
 use std::fmt;
 
+/// The most NUMA nodes a host may have here: a domain's home and memory nodes cross the
+/// host seam as a 64-bit mask ([`crate::host::DomainInfo::mem_nodes`]), one bit a node.
+pub const MAX_NODES: usize = 64;
+
 /// Where a pCPU sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Place {
@@ -239,6 +243,12 @@ fn scan(xml: &str, pcpus: usize) -> Result<Option<Topology>, String> {
     }
     if cell_ids.is_empty() {
         return Ok(None);
+    }
+    if cell_ids.len() > MAX_NODES {
+        return Err(format!(
+            "the capabilities list {} NUMA nodes; this program handles at most {MAX_NODES}",
+            cell_ids.len()
+        ));
     }
     let missing: Vec<usize> = (0..pcpus).filter(|&p| found[p].is_none()).collect();
     if !missing.is_empty() {

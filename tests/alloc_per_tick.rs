@@ -4,17 +4,22 @@
 //! Between ticks the test undoes one pin by giving a vCPU all pCPUs again, so every
 //! tick measures, plans and really pins something. Only what happens inside `tick()`
 //! is counted, and so is writing the `--metrics-file` the daemon writes after each tick.
+//! The second test does the same for `record`: its measurement and the file it writes.
 //! It sees Rust's heap only; libvirt's own mallocs need valgrind.
 
 mod counting_alloc;
 
+use std::time::Duration;
+
 use counting_alloc::allocations;
 use vcpu_scheduler::cpumap::CpuMap;
+use vcpu_scheduler::files::ReplacedFile;
 use vcpu_scheduler::host::{Host, VcpuId};
 use vcpu_scheduler::libvirt::{Connection, LibvirtHost};
 use vcpu_scheduler::scheduler::select::Selection;
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 use vcpu_scheduler::service::prometheus::{Counters, MetricsFile};
+use vcpu_scheduler::service::record::{About, Recorder, Status};
 
 #[test]
 fn steady_state_ticks_allocate_nothing() {
@@ -43,7 +48,7 @@ fn steady_state_ticks_allocate_nothing() {
     let dir = std::env::temp_dir().join(format!("vcpu-alloc-metrics-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("vcpu-scheduler.prom");
-    let mut metrics = MetricsFile::new(&path).unwrap();
+    let mut metrics = MetricsFile::new(&path, None).unwrap();
     let mut counters = Counters::default();
 
     for _ in 0..10 {
@@ -74,5 +79,62 @@ fn steady_state_ticks_allocate_nothing() {
         )),
         "the last tick's metrics were written:\n{written}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `record`'s tick allocates nothing either: the sampler, the trace and the copy of the
+/// file written after the tick (here after every tick, the worst case), against the
+/// same fixture, while someone else keeps changing a pin (which the trace counts).
+#[test]
+fn steady_state_recording_ticks_allocate_nothing() {
+    let uri = format!(
+        "test://{}/tests/fixtures/node4.xml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let conn = Connection::open(&uri).unwrap();
+    let mut host = LibvirtHost::new(&conn).unwrap();
+    let about = About::new(&uri, false, Duration::from_secs(1), host.topology());
+    let mut rec = Recorder::new(Selection::default(), about, host.pcpus());
+    host.refresh().unwrap();
+    let four = (0..host.domain_count())
+        .map(|d| host.domain(d))
+        .find(|d| d.name == "four")
+        .unwrap()
+        .key;
+    let dom = conn.domain_by_id(four.id as i32).unwrap();
+    let (everywhere, one) = (CpuMap::all(4), CpuMap::parse_list("2", 4).unwrap());
+    let dir = std::env::temp_dir().join(format!("vcpu-alloc-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("host.scn");
+    let mut file = ReplacedFile::new(&path, "FILE", None).unwrap();
+
+    let mut tick = 0;
+    for _ in 0..10 {
+        rec.measure(&mut host, tick).unwrap();
+        rec.write(Status::Recording, &mut file).unwrap();
+        tick += 1;
+    }
+    let ticks = 1_000;
+    let mut allocs = 0;
+    for i in 0..ticks {
+        let map = if i % 2 == 0 { &one } else { &everywhere };
+        dom.pin_vcpu(VcpuId(3), map).unwrap();
+        let before = allocations();
+        rec.measure(&mut host, tick).unwrap();
+        rec.write(Status::Recording, &mut file).unwrap();
+        allocs += allocations() - before;
+        tick += 1;
+    }
+    assert_eq!(
+        allocs, 0,
+        "heap allocations in {ticks} steady-state recording ticks"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(&format!("\nticks {}\n", tick - 1)), "{text}");
+    assert!(
+        text.contains(&format!("pins changed {ticks} times")),
+        "every tick saw the pin change:\n{text}"
+    );
+    assert_eq!(rec.trace().domains(), 3);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -111,7 +111,10 @@ fn a_busy_guest_beside_a_host_process_is_swapped_where_it_gets_a_whole_pcpu() {
         "busy and light guests not exchanged within 4 intervals: {:?}\n{output}",
         watch.last
     );
-    assert_eq!(moves, 2, "{moves} pin changes to get there (an exchange is 2)");
+    assert_eq!(
+        moves, 2,
+        "{moves} pin changes to get there (an exchange is 2)"
+    );
     assert_eq!(later, 0, "pins changed after the exchange");
     assert!(
         got(&after, &busy) >= 0.85 && got(&after, &busy) > got(&before, &busy) + 0.2,

@@ -104,13 +104,16 @@ fn metrics_on_real_guests_match_what_the_host_shows() {
         }
     }
     eprintln!("(usage, demand, /proc usage) per vCPU: {seen:#?}");
-    // A busy vCPU alone on its pCPU runs nearly all the time and waits for nothing.
+    // A busy vCPU wants a whole pCPU, whatever it got: alone on its pCPU it gets
+    // nearly all of it, but on a 2-core machine doing other work too it may get half,
+    // and the rest shows as run-queue delay. So demand reads ~1 either way, and usage
+    // (checked against /proc above) never more than demand.
     for v in 0..2 {
         let (usage, demand, _) = seen[&format!("{busy}/{v}")];
-        assert!(usage >= 0.85, "busy vCPU {v} used {usage:.3}");
+        assert!(demand >= 0.85, "busy vCPU {v}: demand {demand:.3}");
         assert!(
-            (demand - usage).abs() <= 0.15,
-            "busy vCPU {v}: demand {demand:.3}"
+            usage <= demand + 0.05,
+            "busy vCPU {v}: usage {usage:.3} over demand {demand:.3}"
         );
     }
     // QEMU reports run-queue delay: demand is measured, and the split is as good as any.

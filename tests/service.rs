@@ -338,3 +338,85 @@ fn sigterm_during_a_long_interval_stops_within_a_second() {
     assert!(text.contains("connected to test:///default"), "{text}");
     assert!(o.status.success());
 }
+
+fn signal(child: &Child, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// SIGHUP re-reads the settings file: a valid one takes effect with one line saying
+/// what changed (and RELOADING=1, then READY=1, for systemd), an invalid one is one line
+/// naming FILE:LINE and the settings in use stay (the daemon goes on ticking with them).
+/// SIGUSR1 logs the summary at once; neither signal ends the daemon.
+#[test]
+fn sighup_reloads_the_settings_and_sigusr1_logs_the_summary() {
+    let dir = scratch("reload");
+    let file = dir.join("vcpu-scheduler");
+    let write = |text: String| std::fs::write(&file, text).unwrap();
+    write(format!(
+        "INTERVAL=0.2\nCONNECT=\"{}\"\nREPIN_CONFIGURED=yes\n",
+        fixture_uri()
+    ));
+    let path = dir.join("notify.sock");
+    let rx = receiver(UnixDatagram::bind(&path).unwrap());
+    let child = bin()
+        .args(["--config", file.to_str().unwrap(), "-v"])
+        .env("NOTIFY_SOCKET", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    write(format!(
+        "INTERVAL=0.3\nCONNECT=\"{}\"\nREPIN_CONFIGURED=yes\nTHRESHOLD=3\nCPUS=1\n",
+        fixture_uri()
+    ));
+    signal(&child, "-HUP");
+    std::thread::sleep(Duration::from_millis(900));
+    write("INTERVAL=0.3\nTHRESHOLD=abc\n".to_owned());
+    signal(&child, "-HUP");
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&child, "-USR1");
+    std::thread::sleep(Duration::from_millis(700));
+    let o = terminate(child);
+    let got = rx.join().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let cfg = file.display();
+    let reloads: Vec<&str> = err.lines().filter(|l| l.contains("reload")).collect();
+    assert_eq!(
+        reloads,
+        [
+            format!(
+                "vcpu-scheduler: reloaded {cfg}: INTERVAL 200ms -> 300ms, THRESHOLD 5 -> 3, \
+                 CPUS all -> 1"
+            ),
+            format!(
+                "vcpu-scheduler: reload: {cfg}:2: invalid THRESHOLD \"abc\": expected a \
+                 number from 0.01 to 100; keeping the settings in use"
+            ),
+        ],
+        "{err}"
+    );
+    assert_eq!(err.matches("summary: ").count(), 1, "SIGUSR1: {err}");
+    let reloading = got.iter().filter(|m| *m == "RELOADING=1").count();
+    assert_eq!(reloading, 2, "{got:?}");
+    let after = got.iter().rposition(|m| m == "RELOADING=1").unwrap();
+    assert!(got[after..].iter().any(|m| m == "READY=1"), "{got:?}");
+    // CPUS=1 took effect at the next tick and stayed through the bad reload: the last
+    // table has every vCPU on pCPU 1.
+    let out = String::from_utf8_lossy(&o.stdout);
+    let last: Vec<&str> = out
+        .lines()
+        .rev()
+        .filter(|l| l.contains(" vcpu "))
+        .take(7)
+        .collect();
+    assert_eq!(last.len(), 7, "{out}");
+    assert!(last.iter().all(|r| r.contains("pinned 1 ")), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,6 +9,7 @@ use std::ptr::{self, NonNull};
 
 use super::error::{Error, check, quiet_libvirt_errors, to_c_int};
 use super::ffi;
+use crate::cpumap;
 use crate::host::PcpuTimes;
 
 thread_local! {
@@ -146,7 +147,20 @@ impl Connection {
             unsafe { ffi::virNodeGetInfo(self.raw(), &mut info) },
             "virNodeGetInfo",
         )?;
-        Ok(info.cpus as usize)
+        // The count sizes every mask and table: 0 could pin nothing, and a figure past
+        // what this program addresses must not size its buffers.
+        match usize::try_from(info.cpus) {
+            Ok(n @ 1..=cpumap::MAX_CPUS) => Ok(n),
+            _ => Err(Error::local(
+                "virNodeGetInfo",
+                ffi::virErrorNumber::VIR_ERR_INTERNAL_ERROR,
+                format!(
+                    "the node reports {} pcpus; this program handles 1 to {}",
+                    info.cpus,
+                    cpumap::MAX_CPUS
+                ),
+            )),
+        }
     }
 
     /// Cumulative times of pCPU `cpu` (`virNodeGetCPUStats`), using `buf` as the

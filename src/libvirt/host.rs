@@ -19,6 +19,8 @@ use crate::topology::Topology;
 /// A domain the host is tracking, looked up once when it first appeared.
 struct Tracked<'c> {
     dom: Domain<'c>,
+    /// The id it was looked up by (libvirt's `int`), to compare with the listing.
+    id: c_int,
     key: DomainKey,
     name: String,
     /// The most vCPUs it can have: its buffers are sized for them, so vCPUs hotplugged
@@ -26,9 +28,18 @@ struct Tracked<'c> {
     max_vcpus: usize,
     /// Its owner pinned it in its persistent configuration (see [`DomainInfo`]).
     config_pinned: bool,
+    /// Each vCPU's affinity as the last `virDomainGetVcpus` wrote it (`maplen` bytes per
+    /// vCPU, `max_vcpus` of them), and how many vCPUs that call reported: its own
+    /// buffer, so [`Host::affinity`] can answer after the other domains were read.
+    maps: Vec<u8>,
+    vcpus_read: usize,
     /// The nodes its memory is bound to (see [`DomainInfo`]).
     mem_nodes: u64,
 }
+
+/// The most vCPUs of one domain this program reads: QEMU's own limit is 4096 (16384
+/// with the newest machine types); a larger figure from libvirt is not believed.
+pub const MAX_DOMAIN_VCPUS: usize = 16_384;
 
 /// The scheduler's view of a live hypervisor through one [`Connection`].
 ///
@@ -45,7 +56,6 @@ pub struct LibvirtHost<'c> {
     known_ids: Vec<c_int>,
     domains: Vec<Tracked<'c>>,
     info: Vec<VcpuInfo>,
-    maps: Vec<u8>,
     pin_map: CpuMap,
     /// Set when a domain vanished mid-tick or an event said domains changed: the next
     /// refresh re-reads the table even if the id list looks the same.
@@ -80,7 +90,6 @@ impl<'c> LibvirtHost<'c> {
             known_ids: Vec::with_capacity(64),
             domains: Vec::with_capacity(64),
             info: Vec::new(),
-            maps: Vec::new(),
             pin_map: CpuMap::new(pcpus),
             stale: true,
             config_stale: false,
@@ -93,15 +102,6 @@ impl<'c> LibvirtHost<'c> {
         })
     }
 
-    /// The pCPU count, refused when the node reports none (nothing could be pinned).
-    pub fn pcpus_checked(&self) -> Result<usize, String> {
-        if self.pcpus == 0 {
-            Err("the node reports 0 pcpus".into())
-        } else {
-            Ok(self.pcpus)
-        }
-    }
-
     fn track(&mut self, id: c_int) -> Result<(), Error> {
         let dom = self.conn.domain_by_id(id)?;
         let key = DomainKey {
@@ -109,24 +109,35 @@ impl<'c> LibvirtHost<'c> {
             id: dom.id(),
         };
         let name = dom.name()?;
-        let max_vcpus = match dom.max_vcpus() {
+        let mut max_vcpus = match dom.max_vcpus() {
             Ok(n) if n > 0 => n,
             Ok(_) => dom.vcpu_count()?,
             Err(e) if e.kind() == FailureKind::Other => dom.vcpu_count()?,
             Err(e) => return Err(e),
         };
+        // Its buffers are sized from what libvirt says: a figure past any real domain
+        // must not size them (or overflow `max_vcpus * maplen`).
+        if max_vcpus > MAX_DOMAIN_VCPUS {
+            crate::warn!(
+                "domain \"{name}\" reports up to {max_vcpus} vcpus; only the first \
+                 {MAX_DOMAIN_VCPUS} are read and managed"
+            );
+            max_vcpus = MAX_DOMAIN_VCPUS;
+        }
         if max_vcpus > self.info.len() {
             self.info.resize(max_vcpus, VcpuInfo::default());
-            self.maps.resize(max_vcpus * self.maplen, 0);
         }
         let config_pinned = config_pinned(&dom, &name, self.pcpus)?;
         let mem_nodes = mem_nodes(&dom, &name, self.topology.as_ref())?;
         self.domains.push(Tracked {
             dom,
+            id,
             key,
             name,
             max_vcpus,
             config_pinned,
+            maps: vec![0; max_vcpus * self.maplen],
+            vcpus_read: 0,
             mem_nodes,
         });
         Ok(())
@@ -249,11 +260,10 @@ impl Host for LibvirtHost<'_> {
             }
         }
         let ids = &self.ids;
-        self.domains
-            .retain(|d| ids.binary_search(&(d.key.id as c_int)).is_ok());
+        self.domains.retain(|d| ids.binary_search(&d.id).is_ok());
         for i in 0..self.ids.len() {
             let id = self.ids[i];
-            if self.domains.iter().any(|d| d.key.id as c_int == id) {
+            if self.domains.iter().any(|d| d.id == id) {
                 continue;
             }
             match self.track(id) {
@@ -310,13 +320,11 @@ impl Host for LibvirtHost<'_> {
     }
 
     fn sample(&mut self, i: usize, out: &mut Vec<VcpuSample>) -> Result<(), Error> {
-        let d = &self.domains[i];
+        let d = &mut self.domains[i];
         let n = d.max_vcpus;
         let maplen = self.maplen;
-        let got = match d
-            .dom
-            .vcpus_into(&mut self.info[..n], &mut self.maps[..n * maplen], maplen)
-        {
+        d.vcpus_read = 0;
+        let got = match d.dom.vcpus_into(&mut self.info[..n], &mut d.maps, maplen) {
             Ok(got) => got,
             Err(e) => {
                 // A domain destroyed while we read it fails with whatever the driver
@@ -338,6 +346,8 @@ impl Host for LibvirtHost<'_> {
             }
         };
         let at_ns = self.now_ns();
+        let d = &mut self.domains[i];
+        d.vcpus_read = got;
         let d = &self.domains[i];
         // This domain's bulk stats, matched by UUID; a domain the call did not report
         // (started since) or a vCPU it did not cover (hotplugged since) has none, and
@@ -345,7 +355,7 @@ impl Host for LibvirtHost<'_> {
         let stats = self.stats.domain(&d.key.uuid).unwrap_or(&[]);
         let stats_at_ns = self.stats_at_ns;
         for (k, info) in self.info[..got].iter().enumerate() {
-            let mask = cpumap::get_cpumap(&self.maps, maplen, k).unwrap_or(&[]);
+            let mask = cpumap::get_cpumap(&d.maps, maplen, k).unwrap_or(&[]);
             out.push(VcpuSample {
                 domain: d.key,
                 vcpu: VcpuId(info.number()),
@@ -366,6 +376,19 @@ impl Host for LibvirtHost<'_> {
             });
         }
         Ok(())
+    }
+
+    fn affinity(&self, i: usize, k: usize, out: &mut CpuMap) -> bool {
+        let Some(d) = self.domains.get(i).filter(|d| k < d.vcpus_read) else {
+            return false;
+        };
+        match cpumap::get_cpumap(&d.maps, self.maplen, k) {
+            Some(mask) => {
+                out.copy_from(mask);
+                true
+            }
+            None => false,
+        }
     }
 
     fn sample_pcpu(&mut self, p: usize, out: &mut PcpuTimes) -> Result<bool, Error> {

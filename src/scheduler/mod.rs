@@ -263,6 +263,12 @@ impl<H: Host> Scheduler<H> {
         &self.cfg
     }
 
+    /// New settings (a reload): the next tick measures, plans and acts with them. What
+    /// was learned of each vCPU (demand, move times) stays.
+    pub fn reconfigure(&mut self, cfg: SchedConfig) {
+        self.cfg = cfg;
+    }
+
     pub fn host(&self) -> &H {
         &self.host
     }

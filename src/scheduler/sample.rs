@@ -107,11 +107,20 @@ pub const SMOOTH_WEIGHT: f64 = 0.3;
 /// The smallest step taken as a real change. 0.05 of a pCPU: below what is worth a
 /// migration, above QEMU's 10 ms time steps at 1 s intervals.
 pub const JUMP_FLOOR: f64 = 0.05;
+/// `Sampler::vcpu_ns` of a pCPU on which a vCPU ran for an unmeasured part of the window.
+const UNKNOWN_NS: u64 = u64::MAX;
 /// A difference between the first two readings beyond this is a real change, not
 /// noise: 0.25 of a pCPU, more than twice the noise of a busy vCPU read with ±10 %.
 pub const NOISE_MOST: f64 = 0.25;
 
 impl Smoothed {
+    /// The noise band: a reading further than this from `value` is a real change (three
+    /// times the noise seen, at least [`JUMP_FLOOR`]). `record` writes a new demand
+    /// only when it moved further than this.
+    pub fn band(&self) -> f64 {
+        JUMP_FLOOR.max(3.0 * self.noise)
+    }
+
     /// Fold one raw reading into `prev` (or start from it).
     pub fn update(prev: Option<Smoothed>, raw: f64) -> Smoothed {
         let first = |raw: f64| Smoothed {
@@ -144,7 +153,7 @@ impl Smoothed {
             jump: 0.0,
             ..p
         };
-        if err.abs() <= JUMP_FLOOR.max(3.0 * p.noise) {
+        if err.abs() <= p.band() {
             return in_band;
         }
         if p.jump != 0.0 && (err > 0.0) != (p.jump > 0.0) {
@@ -284,6 +293,10 @@ impl Sampler {
                 units.push(u);
             }
         }
+        // Forget the warnings of domains that are gone: the list stays as short as the
+        // domains that fail, and one that comes back and fails again is reported again.
+        self.warned
+            .retain(|k| (0..host.domain_count()).any(|d| host.domain(d).key == *k));
         self.mode = if units.iter().any(|u| u.run_queue.is_some()) {
             DemandMode::Measured
         } else {
@@ -309,7 +322,12 @@ impl Sampler {
                 .or(u.last_ran_on)
                 .and_then(|p| self.vcpu_ns.get_mut(p.index()))
             {
-                *x = x.saturating_add(u.ran_ns);
+                // A vCPU with no measured interval (new, or its counter reset) ran an
+                // unknown part of the pCPU's busy time: the window tells nothing.
+                *x = match u.usage {
+                    Some(_) => x.saturating_add(u.ran_ns),
+                    None => UNKNOWN_NS,
+                };
             }
         }
         let reads = match self.mode {
@@ -330,8 +348,10 @@ impl Sampler {
                 if let (Some(b), Some(t)) = (busy, total) {
                     let (b, t) = (b as f64, t as f64);
                     self.pcpu_busy[p] = Some((b / t).min(1.0));
-                    let own = ((b - self.vcpu_ns[p] as f64) / t).clamp(0.0, 1.0);
-                    self.pcpu_host[p] = Some(Smoothed::update(self.pcpu_host[p], own));
+                    if self.vcpu_ns[p] != UNKNOWN_NS {
+                        let own = ((b - self.vcpu_ns[p] as f64) / t).clamp(0.0, 1.0);
+                        self.pcpu_host[p] = Some(Smoothed::update(self.pcpu_host[p], own));
+                    }
                 }
             }
             self.pcpu_last[p] = Some(now);

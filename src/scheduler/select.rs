@@ -49,6 +49,12 @@ impl Selection {
         self
     }
 
+    /// The include patterns (`--domain`), the exclude ones (`--exclude-domain`), and
+    /// whether configured pins are overridden (`--repin-configured`).
+    pub fn parts(&self) -> (&[String], &[String], bool) {
+        (&self.include, &self.exclude, self.repin_configured)
+    }
+
     /// Does the scheduler manage the domain called `name`? Allocation-free.
     pub fn manages(&self, name: &str) -> bool {
         let included = self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name));

@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use getopts::Options;
 
+mod record;
+pub use record::RecordArgs;
+
+use super::duration::{positive, seconds};
 use super::options::{INTERVAL_KEY, Id, Kind, OPTIONS, daemon_options};
 use super::settings;
 use crate::cpumap::{CpuMap, MAX_CPUS};
@@ -72,6 +76,7 @@ pub enum Command {
     /// Boxed: a `Config` is much larger than the other commands.
     Run(Box<Config>),
     Simulate(SimulateArgs),
+    Record(RecordArgs),
     Help(String),
     Version,
 }
@@ -105,6 +110,7 @@ pub fn usage() -> String {
     let brief = "\
 Usage: vcpu-scheduler [OPTIONS] INTERVAL
        vcpu-scheduler simulate FILE [--policy NAME] [--ticks N] [--json] [--ignore-topology]
+       vcpu-scheduler record [-c URI] [-d GLOB] [-x GLOB] [--for DURATION] [--anonymize] INTERVAL FILE
 
 Keeps the pCPUs of a KVM host evenly loaded by re-pinning the vCPUs of running
 libvirt domains. Every INTERVAL seconds (fractions allowed, e.g. 0.5) it measures
@@ -115,6 +121,10 @@ above the threshold moves vCPUs from busy to idle pCPUs.";
         "
 simulate FILE runs the same scheduler against a simulated host described by a
 scenario file (see scenarios/ and the README).
+
+record INTERVAL FILE measures the host every INTERVAL seconds, never pins, and writes
+what its vCPUs wanted to FILE as a scenario file, for simulate to replay under any
+policy. `vcpu-scheduler record --help` lists its options.
 
 Exit status: 0 stopped by SIGINT/SIGTERM or --once done; 1 runtime failure
 (cannot connect, connection lost); 2 usage or configuration error.
@@ -129,8 +139,10 @@ Exit status: 0 stopped by SIGINT/SIGTERM or --once done; 1 runtime failure
 /// `INTERVAL=--once` is a bad INTERVAL, not a flag) for what the command line does not
 /// say; each is checked as its option is, and an error names `FILE:LINE`.
 pub fn parse(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageError> {
-    if args.first().map(String::as_str) == Some("simulate") {
-        return parse_simulate(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("simulate") => return parse_simulate(&args[1..]),
+        Some("record") => return parse_record(&args[1..], env_uri),
+        _ => {}
     }
     let m = daemon_options()
         .parse(args)
@@ -411,6 +423,26 @@ fn parse_simulate(args: &[String]) -> Result<Command, UsageError> {
     }))
 }
 
+fn parse_record(args: &[String], env_uri: Option<&str>) -> Result<Command, UsageError> {
+    let m = record::options()
+        .parse(args)
+        .map_err(|e| UsageError(format!("record: {}", getopts_error(e, args).0)))?;
+    if m.opt_present("help") {
+        let brief = "Usage: vcpu-scheduler record [OPTIONS] INTERVAL FILE\n\n\
+Measures the host every INTERVAL seconds (never pins, makes no plan) and writes what\n\
+its vCPUs wanted to FILE, a scenario file `vcpu-scheduler simulate FILE` replays under\n\
+any policy, one tick per INTERVAL. FILE is replaced whole at the end and every minute\n\
+or so, so it is always complete. SIGINT/SIGTERM end it; so does --for.";
+        return Ok(Command::Help(record::options().usage(brief)));
+    }
+    let default_uri = env_uri
+        .filter(|u| !u.is_empty() && !u.contains('\0'))
+        .unwrap_or(DEFAULT_URI);
+    record::from_matches(&m, default_uri)
+        .map(Command::Record)
+        .map_err(|e| UsageError(format!("record: {e}")))
+}
+
 /// getopts names an option by whichever name was typed, without dashes ("c"); say
 /// `-c/--connect` instead, and keep the message to one line. A negative number is no
 /// option but a bad INTERVAL (`-1`, `-inf`): say so.
@@ -442,31 +474,10 @@ fn getopts_error(e: getopts::Fail, args: &[String]) -> UsageError {
     })
 }
 
-/// INTERVAL bounds. Below 10 ms there is nothing to measure (QEMU's vCPU times move in
-/// 10 ms steps) and the loop would only spin; above a year is surely a typo.
-const MIN_INTERVAL: f64 = 0.01;
-const MAX_INTERVAL: f64 = 365.0 * 86_400.0;
-
 /// Threshold bounds, percentage points: a σ finer than a hundredth of a percent is below
 /// any measurement's resolution; above 100 nothing could ever be unbalanced.
 const MIN_THRESHOLD: f64 = 0.01;
 const MAX_THRESHOLD: f64 = 100.0;
-
-/// A finite number > 0, or `None`.
-fn positive(s: &str) -> Option<f64> {
-    s.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite() && *x > 0.0)
-}
-
-/// Seconds within the INTERVAL range: INTERVAL itself and `--summary`.
-fn seconds(s: &str) -> Result<Duration, String> {
-    positive(s)
-        .filter(|x| (MIN_INTERVAL..=MAX_INTERVAL).contains(x))
-        .and_then(|x| Duration::try_from_secs_f64(x).ok())
-        .ok_or_else(|| format!("expected seconds from {MIN_INTERVAL} to {MAX_INTERVAL}"))
-}
 
 fn threshold(s: &str) -> Result<f64, String> {
     positive(s)
@@ -493,6 +504,65 @@ fn cpulist(s: &str) -> Result<CpuMap, String> {
         Ok(m) if m.count() > 0 => Ok(m),
         Ok(_) => Err("no pCPU in it".into()),
         Err(e) => Err(e),
+    }
+}
+
+/// What differs between two settings, as a reload's log line says it: `THRESHOLD 5 ->
+/// 3, CPUS all -> 2-7`, or `nothing changed`. Named by their settings-file keys.
+pub fn changes(old: &Config, new: &Config) -> String {
+    let mut out = Vec::new();
+    let mut note = |key: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{key} {a} -> {b}"));
+        }
+    };
+    let or = |x: &Option<String>, none: &str| x.clone().unwrap_or_else(|| none.to_owned());
+    note("CONNECT", old.uri.clone(), new.uri.clone());
+    note(
+        INTERVAL_KEY,
+        format!("{:?}", old.interval),
+        format!("{:?}", new.interval),
+    );
+    let (o, n) = (&old.sched, &new.sched);
+    note(
+        "THRESHOLD",
+        o.params.threshold_pct.to_string(),
+        n.params.threshold_pct.to_string(),
+    );
+    note("POLICY", o.policy.name().into(), n.policy.name().into());
+    let (oi, oe, or_) = o.select.parts();
+    let (ni, ne, nr) = n.select.parts();
+    let words = |w: &[String]| {
+        if w.is_empty() {
+            "none".to_owned()
+        } else {
+            w.join(" ")
+        }
+    };
+    note("DOMAINS", words(oi), words(ni));
+    note("EXCLUDE_DOMAINS", words(oe), words(ne));
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    note("REPIN_CONFIGURED", yes(or_), yes(nr));
+    note("DRY_RUN", yes(o.dry_run), yes(n.dry_run));
+    note("CPUS", or(&old.cpus, "all"), or(&new.cpus, "all"));
+    note(
+        "SUMMARY",
+        format!("{:?}", old.summary_every),
+        format!("{:?}", new.summary_every),
+    );
+    let path = |p: &Option<PathBuf>| {
+        p.as_deref()
+            .map_or("none".to_owned(), |p| Shown(p).to_string())
+    };
+    note(
+        "METRICS_FILE",
+        path(&old.metrics_file),
+        path(&new.metrics_file),
+    );
+    if out.is_empty() {
+        "nothing changed".to_owned()
+    } else {
+        out.join(", ")
     }
 }
 

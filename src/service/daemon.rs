@@ -23,6 +23,7 @@ use super::cli::{self, Config};
 use super::notify::Notifier;
 use super::prometheus::{Counters, MetricsFile};
 use super::signal;
+use crate::files::Shown;
 use crate::host::Host;
 use crate::libvirt::events::{self, FLAGS, Timer, TimerKind, Watch};
 use crate::libvirt::{Connection, LibvirtHost};
@@ -71,6 +72,8 @@ enum SessionEnd {
     Stopped,
     /// The connection was lost (libvirtd restarted or hung).
     Lost(String),
+    /// A reload named another URI: connect there.
+    Moved,
 }
 
 /// Run the daemon until SIGINT/SIGTERM (or one tick with `--once`).
@@ -78,17 +81,23 @@ enum SessionEnd {
 /// The first connection is not retried: a wrong URI or missing rights are reported at
 /// once (exit 1). Later losses are retried for as long as it takes.
 pub fn run(cfg: &Config) -> Result<(), Error> {
+    // A reload (SIGHUP) may change any of it.
+    let mut cfg = cfg.clone();
+    let cfg = &mut cfg;
     // Checked before anything starts: a metrics directory that is not there is a typo.
     let mut metrics = Metrics {
         file: cfg
             .metrics_file
             .as_deref()
-            .map(MetricsFile::new)
+            .map(|p| MetricsFile::new(p, cfg.config_file.as_deref()))
             .transpose()
             .map_err(Error::Config)?,
         carried: Counters::default(),
         now: Counters::default(),
     };
+    if let Some(file) = &metrics.file {
+        private_tmp_warning(file.path());
+    }
     signal::install()
         .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
     events::register_default_impl().map_err(runtime("cannot start libvirt's event loop"))?;
@@ -102,9 +111,8 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         .map(|d| Timer::add(TimerKind::Watchdog, millis(d)))
         .transpose()
         .map_err(runtime("cannot start the watchdog timer"))?;
-    let uri = cfg.uri.as_str();
-    let mut conn = Connection::open(uri)
-        .map_err(|e| Error::Runtime(format!("cannot connect to {uri}: {e}")))?;
+    let mut conn = Connection::open(&cfg.uri)
+        .map_err(|e| Error::Runtime(format!("cannot connect to {}: {e}", cfg.uri)))?;
     notify.ready();
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -120,14 +128,16 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         ) {
             Ok(SessionEnd::Stopped) => break Ok(()),
             Ok(SessionEnd::Lost(msg)) if cfg.once => {
-                break Err(Error::Runtime(format!("lost {uri}: {msg}")));
+                break Err(Error::Runtime(format!("lost {}: {msg}", cfg.uri)));
             }
-            Ok(SessionEnd::Lost(msg)) => {
-                crate::error!("lost {uri}: {msg}; reconnecting");
+            Ok(end @ (SessionEnd::Lost(_) | SessionEnd::Moved)) => {
+                if let SessionEnd::Lost(msg) = end {
+                    crate::error!("lost {}: {msg}; reconnecting", cfg.uri);
+                }
                 let lost_at = Instant::now();
                 // The old connection goes before the new one is opened.
                 drop(conn);
-                match reconnect(uri, &mut notify) {
+                match reconnect(&cfg.uri, &mut notify, Connection::open, None) {
                     Some(c) => conn = c,
                     None => {
                         notify.stopping();
@@ -148,18 +158,34 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     result.and(closed)
 }
 
-/// Re-open `uri` until it opens, waiting longer after each failure. `None` when a stop
-/// was requested meanwhile. Feeds the watchdog while it waits.
-fn reconnect(uri: &str, notify: &mut Notifier) -> Option<Connection> {
+/// How a connection is opened: read-write for the daemon, read-only for `record`.
+pub(super) type Open = fn(&str) -> Result<Connection, crate::libvirt::Error>;
+
+/// Re-open `uri` with `open` until it opens, waiting longer after each failure. `None`
+/// when a stop was requested meanwhile, or `until` came first. Feeds the watchdog
+/// while it waits.
+pub(super) fn reconnect(
+    uri: &str,
+    notify: &mut Notifier,
+    open: Open,
+    until: Option<Instant>,
+) -> Option<Connection> {
     let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_MAX);
     let mut last_logged: Option<Instant> = None;
     loop {
-        let wait = backoff.next_wait();
+        let mut wait = backoff.next_wait();
+        if let Some(end) = until {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            wait = wait.min(left);
+        }
         notify.status(format_args!("waiting for {uri} (next attempt in {wait:?})"));
         if !wait_for(wait, notify) {
             return None;
         }
-        match Connection::open(uri) {
+        match open(uri) {
             // The session's first line says it reconnected, and after how long.
             Ok(c) => return Some(c),
             Err(e) => {
@@ -236,6 +262,20 @@ impl Metrics {
     }
 }
 
+/// Under systemd (`INVOCATION_ID` set) the unit's `PrivateTmp=yes` gives the daemon a
+/// /tmp and /var/tmp of its own: a metrics file there is written where node_exporter
+/// never looks. Say so once; the operator may mean it (a test, a drop-in without it).
+fn private_tmp_warning(path: &std::path::Path) {
+    let private = path.starts_with("/tmp") || path.starts_with("/var/tmp");
+    if private && std::env::var_os("INVOCATION_ID").is_some() {
+        crate::warn!(
+            "metrics: {} is under /tmp or /var/tmp, which the unit's PrivateTmp=yes makes \
+             private to this service: node_exporter will not see it",
+            Shown(path)
+        );
+    }
+}
+
 /// One tick, timed for the metrics and published there; its report for the other
 /// readers.
 fn timed_tick<'s>(
@@ -250,20 +290,19 @@ fn timed_tick<'s>(
 
 /// One connected run of the loop: baseline, then a tick at every timer or event.
 fn session(
-    cfg: &Config,
+    cfg: &mut Config,
     conn: &Connection,
     out: &mut dyn Write,
     notify: &mut Notifier,
     metrics: &mut Metrics,
     reconnected_after: Option<Duration>,
 ) -> Result<SessionEnd, Error> {
-    let uri = cfg.uri.as_str();
+    let uri = cfg.uri.clone();
     FLAGS.clear();
     let host = LibvirtHost::new(conn)
         .map_err(|e| Error::Runtime(format!("cannot read the node info of {uri}: {e}")))?;
-    let pcpus = host
-        .pcpus_checked()
-        .map_err(|m| Error::Runtime(format!("{uri}: {m}")))?;
+    // 1 to 8192: the connection refused any other count.
+    let pcpus = host.pcpus();
     // Checked before the first tick, so a bad --cpus touches nothing.
     let mut sched_cfg = cfg.sched.clone();
     if let Some(list) = &cfg.cpus {
@@ -285,6 +324,10 @@ fn session(
         mode: Some(r.mode),
     };
     log_start(cfg, &r, pcpus, reconnected_after, subscriptions.lifecycle());
+    // After the first write: a file that could not be written has had its warning.
+    if let Some(file) = metrics.file.as_ref().filter(|f| !f.failing()) {
+        crate::info!("metrics: {} is rewritten every tick", Shown(file.path()));
+    }
     if cfg.verbose {
         match sched.host().topology() {
             Some(t) => crate::info!("topology: {t}"),
@@ -292,7 +335,7 @@ fn session(
         }
     }
     let tty = io::stdout().is_terminal();
-    let interval_ms = millis(cfg.interval);
+    let mut interval_ms = millis(cfg.interval);
     let timer =
         Timer::add(TimerKind::Tick, interval_ms).map_err(runtime("cannot start the tick timer"))?;
     let mut due_at = Instant::now() + cfg.interval;
@@ -303,6 +346,21 @@ fn session(
         }
         if signal::stop_requested() {
             return Ok(SessionEnd::Stopped);
+        }
+        if signal::take_reload() {
+            notify.reloading();
+            let moved = reload(cfg, &mut sched, metrics, pcpus);
+            notify.ready();
+            if moved {
+                return Ok(SessionEnd::Moved);
+            }
+            // A new INTERVAL counts from now.
+            interval_ms = millis(cfg.interval);
+            timer.reset(interval_ms);
+            due_at = Instant::now() + cfg.interval;
+        }
+        if signal::take_summary() {
+            journal.summary(&sched.report());
         }
         if FLAGS.take_watchdog() {
             notify.watchdog();
@@ -364,9 +422,6 @@ fn log_start(
         },
         r.mode.describe(),
     );
-    if let Some(path) = &cfg.metrics_file {
-        crate::info!("metrics: written to {} every tick", path.display());
-    }
 }
 
 /// Everything said after a tick: the requested view, and the journal's lines.
@@ -398,12 +453,86 @@ fn tell(
         journal.mode = Some(r.mode);
     }
     if journal.summary_at.elapsed() >= cfg.summary_every {
-        let minutes = journal.summary_at.elapsed().as_secs_f64() / 60.0;
-        crate::info!("{}", report::Summary(r, journal.moves, minutes));
-        journal.summary_at = Instant::now();
-        journal.moves = 0;
+        journal.summary(r);
     }
     Ok(())
+}
+
+impl Journal {
+    /// The summary line, now, and a new period for the next one.
+    fn summary(&mut self, r: &Report<'_>) {
+        let minutes = self.summary_at.elapsed().as_secs_f64() / 60.0;
+        crate::info!("{}", report::Summary(r, self.moves, minutes));
+        self.summary_at = Instant::now();
+        self.moves = 0;
+    }
+}
+
+/// SIGHUP: read the command line and the settings file again. A valid result takes
+/// effect at once (the next tick plans with it), with one line saying what changed;
+/// an invalid one is one line naming `FILE:LINE`, and the settings in use stay.
+/// `true` when the URI changed: the caller connects there.
+fn reload(
+    cfg: &mut Config,
+    sched: &mut Scheduler<LibvirtHost<'_>>,
+    metrics: &mut Metrics,
+    pcpus: usize,
+) -> bool {
+    let env_uri = std::env::var("LIBVIRT_DEFAULT_URI").ok();
+    let fail = |why: &str| crate::error!("reload: {why}; keeping the settings in use");
+    let new = match cli::parse(&cfg.argv, env_uri.as_deref()) {
+        Ok(cli::Command::Run(new)) => *new,
+        Ok(_) => {
+            fail("the command line no longer runs the daemon");
+            return false;
+        }
+        Err(e) => {
+            fail(&e.0);
+            return false;
+        }
+    };
+    let mut sched_cfg = new.sched.clone();
+    if let Some(list) = &new.cpus {
+        match cli::cpus_for_host(list, pcpus) {
+            Ok(m) => sched_cfg.cpus = Some(m),
+            Err(e) => {
+                fail(&e.0);
+                return false;
+            }
+        }
+    }
+    let file = if new.metrics_file == cfg.metrics_file {
+        None
+    } else {
+        let settings = new.config_file.as_deref();
+        match new
+            .metrics_file
+            .as_deref()
+            .map(|p| MetricsFile::new(p, settings))
+            .transpose()
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                fail(&e);
+                return false;
+            }
+        }
+    };
+    for w in &new.warnings {
+        crate::warn!("{w}");
+    }
+    let from = match &cfg.config_file {
+        Some(p) => format!(" {}", Shown(p)),
+        None => String::new(),
+    };
+    crate::info!("reloaded{from}: {}", cli::changes(cfg, &new));
+    if let Some(f) = file {
+        metrics.file = f;
+    }
+    sched.reconfigure(sched_cfg);
+    let moved = new.uri != cfg.uri;
+    *cfg = new;
+    moved
 }
 
 /// The one-line `STATUS=` for systemd: `tick 12: sigma 1.3, demand 2.0; 5 domains`.

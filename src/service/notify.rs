@@ -75,6 +75,12 @@ impl Notifier {
         }
     }
 
+    /// A reload (SIGHUP) began; [`Notifier::ready`] says it is done. systemd shows the
+    /// unit as "reloading" in between.
+    pub fn reloading(&mut self) {
+        self.send(format_args!("RELOADING=1"));
+    }
+
     pub fn stopping(&mut self) {
         self.send(format_args!("STOPPING=1"));
     }

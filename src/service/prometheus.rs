@@ -15,10 +15,10 @@
 //! is left out rather than written as NaN.
 
 use std::fmt::{self, Write as _};
-use std::fs::{self, File};
-use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
+use std::io::Write as _;
+use std::path::Path;
 
+use crate::files::{ReplacedFile, Shown};
 use crate::host::DomainKey;
 use crate::policy;
 use crate::scheduler::report::Report;
@@ -330,40 +330,25 @@ impl fmt::Display for Uuid<'_> {
 }
 
 /// The file node_exporter reads, and the buffer it is rendered into.
+///
+/// The file is replaced whole each tick through a fresh temporary file
+/// ([`ReplacedFile`]): the textfile collector reads only `*.prom`, so it never picks the
+/// temporary `.NAME.RANDOM.tmp` up, and never sees half a file.
 pub struct MetricsFile {
-    path: PathBuf,
-    /// `.NAME.tmp` in the same directory: a rename within one filesystem is atomic, and
-    /// the textfile collector reads only `*.prom`, so it never picks this one up.
-    tmp: PathBuf,
+    file: ReplacedFile,
     renderer: Renderer,
     /// The last write failed: say so once, and once more when it works again.
     failing: bool,
 }
 
 impl MetricsFile {
-    /// Checks `path` before anything starts: its directory must exist and it must name
-    /// a file. The error is one line for the usage message.
-    pub fn new(path: &Path) -> Result<Self, String> {
-        let shown = path.display();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            return Err(format!("invalid --metrics-file {shown:?}: not a file name"));
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(format!(
-                "invalid --metrics-file {shown:?}: directory {:?} does not exist",
-                dir.display()
-            ));
-        }
-        if path.is_dir() {
-            return Err(format!("invalid --metrics-file {shown:?}: is a directory"));
-        }
+    /// Checks `path` before anything starts (see [`ReplacedFile::new`]): its directory
+    /// must exist, and where it exists it must be a regular file that is neither the
+    /// settings file (`config_file`) nor this program. The error is one line for the
+    /// usage message.
+    pub fn new(path: &Path, config_file: Option<&Path>) -> Result<Self, String> {
         Ok(MetricsFile {
-            path: path.to_path_buf(),
-            tmp: dir.join(format!(".{name}.tmp")),
+            file: ReplacedFile::new(path, "--metrics-file", config_file)?,
             renderer: Renderer {
                 buf: String::with_capacity(16 * 1024),
                 per_pcpu: Vec::new(),
@@ -373,38 +358,32 @@ impl MetricsFile {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
+    }
+
+    /// The last write failed (and was logged).
+    pub fn failing(&self) -> bool {
+        self.failing
     }
 
     /// Render the tick and replace the file with it. A failure is logged (once until the
     /// file can be written again) and otherwise ignored: metrics never stop the loop.
     pub fn publish(&mut self, r: &Report<'_>, c: &Counters) {
         let text = self.renderer.render(r, c);
-        match replace(&self.tmp, &self.path, text) {
+        match self.file.replace(|f| f.write_all(text.as_bytes())) {
             Ok(()) if self.failing => {
                 self.failing = false;
-                crate::info!("metrics file {} written again", self.path.display());
+                crate::info!("metrics file {} written again", Shown(self.file.path()));
             }
             Ok(()) => {}
-            Err(e) if !self.failing => {
-                self.failing = true;
-                let _ = fs::remove_file(&self.tmp);
-                crate::warn!("cannot write metrics file {}: {e}", self.path.display());
-            }
-            Err(_) => {
-                let _ = fs::remove_file(&self.tmp);
+            Err(e) => {
+                if !self.failing {
+                    self.failing = true;
+                    crate::warn!("cannot write metrics file {}: {e}", Shown(self.file.path()));
+                }
             }
         }
     }
-}
-
-/// Write `text` to `tmp`, then rename it over `path`. No fsync: readers need the rename
-/// to be atomic, not durable, and a flush every tick would tie the loop to the disk.
-fn replace(tmp: &Path, path: &Path, text: &str) -> io::Result<()> {
-    let mut f = File::create(tmp)?;
-    f.write_all(text.as_bytes())?;
-    drop(f);
-    fs::rename(tmp, path)
 }
 
 #[cfg(test)]

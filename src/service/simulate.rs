@@ -129,6 +129,8 @@ pub enum SimError {
     Host { tick: u64, error: SimHostError },
     /// Output could not be written.
     Io(io::Error),
+    /// SIGINT or SIGTERM came: the run stopped at the next tick.
+    Interrupted,
 }
 
 impl fmt::Display for SimError {
@@ -137,6 +139,7 @@ impl fmt::Display for SimError {
             SimError::Scenario(e) => write!(f, "{e}"),
             SimError::Host { tick, error } => write!(f, "tick {tick}: {error}"),
             SimError::Io(e) => write!(f, "cannot write output: {e}"),
+            SimError::Interrupted => f.write_str("interrupted"),
         }
     }
 }
@@ -216,6 +219,9 @@ pub fn run_scenario_then<T>(
     let (mut reversals, mut recent) = (0, Vec::new());
     let mut events = sc.events.iter().peekable();
     for tick in 1..=ticks {
+        if super::signal::stop_requested() {
+            return Err(SimError::Interrupted);
+        }
         while let Some(e) = events.next_if(|e| e.tick <= tick) {
             sched
                 .host_mut()

@@ -490,6 +490,21 @@ impl Host for SimHost {
         Ok(())
     }
 
+    fn affinity(&self, i: usize, k: usize, out: &mut CpuMap) -> bool {
+        let v = self
+            .domains
+            .get(i)
+            .filter(|_| i < self.listed)
+            .and_then(|d| d.vcpus.get(k));
+        match v {
+            Some(v) => {
+                out.copy_from(v.affinity.as_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+
     fn sample_pcpu(&mut self, p: usize, out: &mut PcpuTimes) -> Result<bool, SimHostError> {
         match (self.busy_ns.get(p), self.total_ns.get(p)) {
             (Some(&busy_ns), Some(&total_ns)) => {

@@ -87,6 +87,30 @@ fn bad_documents_are_one_line_errors() {
     }
 }
 
+/// Node masks are 64 bits: a 65th node is refused in one line, never wrapped onto
+/// another node's bit.
+#[test]
+fn more_than_64_nodes_are_refused() {
+    let cells = |n: usize| {
+        let mut doc = String::from("<host><topology><cells>");
+        for c in 0..n {
+            doc.push_str(&format!(
+                "<cell id='{c}'><cpus><cpu id='{c}'/></cpus></cell>"
+            ));
+        }
+        doc + "</cells></topology></host>"
+    };
+    let t = Topology::from_capabilities(&cells(64), 64)
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.nodes(), 64);
+    let e = Topology::from_capabilities(&cells(65), 65).unwrap_err();
+    assert_eq!(
+        e,
+        "the capabilities list 65 NUMA nodes; this program handles at most 64"
+    );
+}
+
 #[test]
 fn shapes_number_pcpus_socket_core_thread() {
     let t = Topology::from_shape(2, 2, 2);

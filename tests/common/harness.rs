@@ -22,8 +22,6 @@ pub const GRACE: Duration = Duration::from_secs(1);
 pub const PIN_POLL: Duration = Duration::from_millis(100);
 /// Guests pinned together share their pCPU during the ~2.8 s BIOS, so allow far more.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
-/// σ of per-pCPU usage (percentage points) that counts as balanced, the scheduler's default.
-pub const SIGMA_MAX: f64 = 5.0;
 
 /// Longest any test lets the scheduler run is ~20 s; this only bounds an orphan's life.
 pub const SCHEDULER_MAX_LIFE_S: &str = "240";

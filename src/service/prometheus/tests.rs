@@ -186,12 +186,97 @@ fn numbers_and_uuids() {
 
 #[test]
 fn a_missing_directory_is_refused_before_anything_is_written() {
-    let e = MetricsFile::new(Path::new("/nonexistent-dir/x.prom"))
+    let e = MetricsFile::new(Path::new("/nonexistent-dir/x.prom"), None)
         .err()
         .unwrap();
-    assert!(e.contains("\"/nonexistent-dir\" does not exist"), "{e}");
-    assert!(MetricsFile::new(Path::new("/tmp")).is_err());
-    assert!(MetricsFile::new(Path::new("/")).is_err());
-    let ok = MetricsFile::new(Path::new("x.prom")).unwrap();
-    assert_eq!(ok.tmp, Path::new("./.x.prom.tmp"));
+    assert!(
+        e.contains("directory /nonexistent-dir does not exist"),
+        "{e}"
+    );
+    assert!(MetricsFile::new(Path::new("/tmp"), None).is_err());
+    assert!(MetricsFile::new(Path::new("/"), None).is_err());
+    let ok = MetricsFile::new(Path::new("x.prom"), None).unwrap();
+    let tmp = ok.file.tmp().to_str().unwrap();
+    assert!(
+        tmp.starts_with("./.x.prom.") && tmp.ends_with(".tmp"),
+        "{tmp}"
+    );
+    assert_eq!(tmp.len(), "./.x.prom.".len() + 16 + ".tmp".len(), "{tmp}");
+    let other = MetricsFile::new(Path::new("x.prom"), None).unwrap();
+    assert_ne!(
+        ok.file.tmp(),
+        other.file.tmp(),
+        "the temporary name cannot be guessed"
+    );
+}
+
+/// A scratch directory of this test's own.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vcs-prom-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn paths_that_are_not_a_plain_new_or_regular_file_are_refused() {
+    let d = scratch("paths");
+    let settings = d.join("settings");
+    std::fs::write(&settings, "INTERVAL=1\n").unwrap();
+    let e = MetricsFile::new(&settings, Some(&settings)).err().unwrap();
+    assert!(e.ends_with("is the settings file"), "{e}");
+    let exe = std::env::current_exe().unwrap();
+    let e = MetricsFile::new(&exe, None).err().unwrap();
+    assert!(e.ends_with("is this program"), "{e}");
+    let e = MetricsFile::new(Path::new("/dev/full"), None)
+        .err()
+        .unwrap();
+    assert!(e.contains("not a regular file"), "{e}");
+    let link = d.join("m.prom");
+    std::os::unix::fs::symlink("/dev/full", &link).unwrap();
+    let e = MetricsFile::new(&link, None).err().unwrap();
+    assert!(
+        e.ends_with("is a symbolic link: name the file itself"),
+        "{e}"
+    );
+    let long = d.join("x".repeat(240));
+    let e = MetricsFile::new(&long, None).err().unwrap();
+    assert!(
+        e.ends_with("the file name is 240 bytes, the most is 233"),
+        "{e}"
+    );
+    let e = MetricsFile::new(Path::new("/tmp/a\nb/m.prom"), None)
+        .err()
+        .unwrap();
+    assert!(!e.contains('\n'), "one line: {e}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The temporary file is created new, never opened through a name someone prepared:
+/// a symlink planted at its name leaves its target untouched, and the metrics are
+/// still written, through another temporary name.
+#[test]
+fn a_planted_symlink_at_the_temporary_name_is_never_followed() {
+    let d = scratch("planted");
+    let victim = d.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let path = d.join("m.prom");
+    let mut file = MetricsFile::new(&path, None).unwrap();
+    let planted = file.file.tmp().to_path_buf();
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let names = Names(&["a", "b", "c"]);
+    let units = [unit(0, 0, Some(0), 0.5)];
+    let r = report(&units, &[0.5], &names);
+    file.publish(&r, &Counters::default());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(
+        std::fs::symlink_metadata(&planted)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("vcpu_scheduler_"), "{text}");
+    assert!(!file.failing);
+    let _ = std::fs::remove_dir_all(&d);
 }

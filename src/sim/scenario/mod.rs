@@ -65,9 +65,8 @@ pub const DEFAULT_TICKS: u64 = 30;
 pub const DEFAULT_SEED: u64 = 1;
 /// Larger than any host libvirt runs on; stops a typo from sizing huge masks.
 pub const MAX_PCPUS: usize = crate::cpumap::MAX_CPUS;
-/// Most sockets (NUMA nodes) a `topology` line may give: a domain's memory nodes cross
-/// the host seam as a 64-bit mask ([`crate::host::DomainInfo::mem_nodes`]).
-pub const MAX_NODES: usize = 64;
+/// Most sockets (NUMA nodes) a `topology` line may give: as many as a live host may have.
+pub const MAX_NODES: usize = crate::topology::MAX_NODES;
 /// Most hardware threads per core a `topology` line may give (SMT8 is the widest shipped).
 pub const MAX_THREADS: usize = 8;
 /// Most ticks a file may ask for: 1,000,000 (11.6 days of virtual time at one tick a
