@@ -7,7 +7,8 @@
 //! BENCH_PARAMS=price=0.002,noise_sigmas=1.5 cargo run --release --example bench
 //! ```
 //!
-//! Sections (`BENCH_ONLY` names): `files` every `scenarios/*.scn`; `flat` 1,000 random
+//! Sections (`BENCH_ONLY` names): `files` every `scenarios/*.scn`; `recorded` every
+//! `scenarios/recorded/*.scn` (traces of real guests); `flat` 1,000 random
 //! flat hosts; `small` 1,000 hosts small enough for the exact optimum; `topo` 1,000
 //! random topologies; `noise` 200 random balanced hosts read with ±10 % noise; `scale`
 //! the cost of a tick on large hosts. Every run is seeded: the same figures each time.
@@ -169,8 +170,15 @@ fn wanted(section: &str) -> bool {
 
 fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let sections: [(&str, &Section<'_>); 6] = [
-        ("files", &|| table::run(&dir)),
+    let recorded = dir.join("recorded");
+    let sections: [(&str, &Section<'_>); 7] = [
+        ("files", &|| table::run(&dir, "scenarios/*.scn")),
+        ("recorded", &|| {
+            table::run(
+                &recorded,
+                "scenarios/recorded/*.scn: recorded from real guests by `vcpu-scheduler record`",
+            )
+        }),
         ("flat", &flat::random),
         ("small", &flat::small),
         ("topo", &topo::run),

@@ -10,14 +10,14 @@ use vcpu_scheduler::sim::scenario::Scenario;
 
 use crate::VARIANTS;
 
-pub fn run(dir: &Path) -> Result<(), String> {
+pub fn run(dir: &Path, title: &str) -> Result<(), String> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "scn"))
         .collect();
     files.sort();
-    println!("## scenarios/*.scn");
+    println!("## {title}");
     println!();
     println!("Each cell: seed / balance with demand estimated / balance with demand measured.");
     println!();

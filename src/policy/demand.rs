@@ -8,6 +8,9 @@ use super::types::{Item, Policy};
 /// understates what they would use elsewhere. 0.95, not 1.0: the host's own threads
 /// and sampling jitter keep a full pCPU from reading exactly 100 %.
 const SATURATED: f64 = 0.95;
+/// A pCPU this busy is full whoever shares it: 0.99, beyond what noise lifts a pCPU
+/// that has room to (a balanced host at 90 % read with ±10 % noise reaches 97 %).
+const FULL: f64 = 0.99;
 /// On a saturated pCPU, a vCPU getting at least this fraction of the top share there
 /// counts as capped. 0.9: fair shares are equal, but measured ones differ by noise.
 const CAPPED_SHARE: f64 = 0.9;
@@ -20,8 +23,8 @@ const KNOWN_SLACK: f64 = 1.05;
 
 /// Measured load per pCPU: the host's own load, plus each vCPU's usage where it is (a
 /// pinned vCPU on its pCPU, an unpinned one where it last ran: the best we know of
-/// where its load is). Also how busy each pCPU was by anyone (as the host reported
-/// it, but never less than that).
+/// where its load is). Also how busy each pCPU was by anyone: as the host reported it,
+/// else the sum of the vCPUs' usage.
 pub(super) fn measure_loads(items: &[Item], s: &mut Scratch) {
     for w in s.pcpu.iter_mut() {
         w.measured = w.host;
@@ -35,16 +38,30 @@ pub(super) fn measure_loads(items: &[Item], s: &mut Scratch) {
             w.sharing += 1;
         }
     }
+    for it in items {
+        if let (Some(u), Some(p)) = (it.usage, it.pinned.or(it.last_ran)) {
+            let w = &mut s.pcpu[p];
+            w.at_top += u32::from(u >= CAPPED_SHARE * w.top);
+        }
+    }
     for w in s.pcpu.iter_mut() {
-        w.busy = w.busy.max(w.measured);
+        // Where the host reported how busy the pCPU was, that figure: the kernel's own
+        // count, while the vCPUs' readings carry their noise (a balanced pCPU at 90 %
+        // read with ±10 % noise would look saturated). Elsewhere (negative: not
+        // reported) the vCPUs' sum is all there is.
+        if w.busy < 0.0 {
+            w.busy = w.measured;
+        }
     }
 }
 
 /// Is a vCPU with usage `u` on pCPU `p` held back by sharing it, so that its usage
-/// understates its demand? Only on a saturated pCPU that it shares (with other vCPUs,
-/// or with host work), and only for the vCPUs getting (nearly) the most there: under
-/// fair sharing the capped ones all get the same share, and the ones that got less than
-/// that got all they wanted.
+/// understates its demand? Only on a saturated pCPU that it shares, and only for the
+/// vCPUs getting (nearly) the most there: under fair sharing the capped ones all get
+/// the same share, and the ones that got less than that got all they wanted. So the
+/// top share must be shared, by two vCPUs or with host work, unless the pCPU is
+/// [`FULL`]: one vCPU above the others on a pCPU just over [`SATURATED`] got what they
+/// left, which is as likely all it wanted (a noisy tick lifts a pCPU at 90 % that far).
 ///
 /// Saturation is judged on how busy the pCPU was by anyone, when the host reports it:
 /// vCPU figures alone dip when host threads take their share, and a pair of busy vCPUs
@@ -52,8 +69,9 @@ pub(super) fn measure_loads(items: &[Item], s: &mut Scratch) {
 fn capped(s: &Scratch, p: usize, u: f64) -> bool {
     let w = &s.pcpu[p];
     let vcpus = w.measured - w.host;
-    let shared = w.sharing >= 2 || w.busy - vcpus >= HOST_SHARE;
-    w.busy >= SATURATED && shared && u >= CAPPED_SHARE * w.top
+    let shared = w.at_top >= 2 || w.busy - vcpus >= HOST_SHARE;
+    let held = (w.busy >= SATURATED && shared) || (w.busy >= FULL && w.sharing >= 2);
+    held && u >= CAPPED_SHARE * w.top
 }
 
 /// Fill each item's planning demand (and whether it is only a guess), and the demand

@@ -22,7 +22,10 @@ pub(super) struct PcpuWork {
     /// saturation test; unpinned vCPUs count where they last ran).
     pub top: f64,
     pub sharing: u32,
-    /// The fraction that was busy, by vCPUs or anything else on the host.
+    /// How many of them get (nearly) the top share ([`demand`]'s `CAPPED_SHARE`).
+    pub at_top: u32,
+    /// The fraction that was busy, by vCPUs or anything else on the host (negative
+    /// until `demand::measure_loads` where the host did not report it).
     pub busy: f64,
     /// The host's own load (part of `load`, never moved).
     pub host: f64,
@@ -122,7 +125,7 @@ impl Scratch {
     pub(super) fn reset(&mut self, pcpus: &[Pcpu], items: &[Item]) {
         self.pcpu.clear();
         self.pcpu.extend(pcpus.iter().map(|p| PcpuWork {
-            busy: p.busy.unwrap_or(0.0),
+            busy: p.busy.unwrap_or(-1.0),
             host: p.host.max(0.0),
             allowed: p.allowed,
             node: p.node,
