@@ -6,8 +6,8 @@
 use super::state::Scratch;
 use super::types::{Item, Params, Why};
 
-/// Nodes are numbered within a u64 mask.
-const MAX_NODES: usize = 64;
+// Nodes are numbered within a u64 mask (the topology refuses more).
+use crate::topology::MAX_NODES;
 
 /// Settle each domain's home nodes: its memory's nodes when bound (fixed: a bound
 /// domain pays for every vCPU away from them); else the home it was given (where it
