@@ -32,8 +32,10 @@
 //! (where each vCPU starts and belongs), `state.rs` (the buffers the plan changes),
 //! `cost.rs` (what a placement costs), `search.rs` (the local search), `repack.rs`
 //! (largest first), `seed.rs` (the reference rule), `heap.rs` (the search's heaps).
-//! None imports `mod.rs`; `types` and `heap` import nothing, `state` those two, `cost`
-//! `state`, and the rest `state` and `cost`: no two files import each other.
+//! None imports `mod.rs`. `types` imports nothing and `heap` only `types`; `state`
+//! imports those two; `cost`, `demand`, `home` and `seed` import `state` and `types`;
+//! `repack` imports `heap`, `home` and `state`, and `search` `cost`, `heap` and
+//! `state`: no two files import each other.
 
 mod cost;
 mod demand;

@@ -86,8 +86,9 @@ pub struct Params {
     /// migration itself costs the guest a refill of its caches: microseconds a second.
     pub price: f64,
     /// How many times the measured noise of the loads a move's gap must stand (ratio,
-    /// of the mean deviation of the raw readings from the smoothed ones): 1, about two
-    /// standard deviations of a smoothed load (smoothing keeps about half of it).
+    /// of the mean deviation of the raw readings from the smoothed ones): 3, about 2.4
+    /// standard deviations of a raw reading (the mean deviation of a normal one is 0.8
+    /// of its standard deviation), so a gap made by noise alone passes once in about 60.
     pub noise_sigmas: f64,
     /// A vCPU moved `k` ticks ago costs `1 + recent_ticks − k` prices to move again
     /// (ticks): 4, so the next tick asks five times the gain, and a vCPU moved a
