@@ -121,6 +121,7 @@ fn run() -> Result<(), (u8, String)> {
         );
         if !dry_run {
             metrics_cost(&sched, ticks)?;
+            pcpu_stats_cost(&mut sched, ticks)?;
         }
     }
     Ok(())
@@ -141,6 +142,38 @@ fn metrics_cost(sched: &Scheduler<LibvirtHost<'_>>, writes: u32) -> Result<(), (
     let per_write = t.elapsed() / writes;
     let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
     println!("  metrics file: {per_write:?} per write, {bytes} bytes");
+    Ok(())
+}
+
+/// Times reading every pCPU's busy time (`Host::sample_pcpu`: one `virNodeGetCPUStats`
+/// per pCPU), what the host's own load would cost if every pCPU were read every tick
+/// (the scheduler reads at most `PCPU_READS_PER_TICK` of them while demand is measured).
+fn pcpu_stats_cost(sched: &mut Scheduler<LibvirtHost<'_>>, reads: u32) -> Result<(), (u8, String)> {
+    let pcpus = sched.host().pcpus();
+    let mut times = vcpu_scheduler::host::PcpuTimes::default();
+    let calls = libvirt::rpc_calls();
+    let t = Instant::now();
+    let mut known = false;
+    for _ in 0..reads {
+        for p in 0..pcpus {
+            known = sched
+                .host_mut()
+                .sample_pcpu(p, &mut times)
+                .map_err(|e| (1, e.to_string()))?;
+        }
+    }
+    let took = t.elapsed();
+    let calls = libvirt::rpc_calls() - calls;
+    println!(
+        "  pcpu stats: {:?} per read of all {pcpus} pcpus ({:?} per call, {calls} calls){}",
+        took / reads,
+        took / u32::try_from(calls.max(1)).unwrap_or(u32::MAX),
+        if known {
+            ""
+        } else {
+            "; the driver cannot tell"
+        }
+    );
     Ok(())
 }
 

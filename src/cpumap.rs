@@ -41,21 +41,27 @@ pub fn get_cpumap(cpumaps: &[u8], maplen: usize, vcpu: usize) -> Option<&[u8]> {
 pub fn only_cpu(map: &[u8], ncpus: usize) -> Option<usize> {
     let mut found = None;
     for (i, &byte) in map.iter().enumerate() {
+        let first = i * 8;
         if byte == 0 {
             continue;
         }
-        for bit in 0..8 {
-            let cpu = i * 8 + bit;
-            if cpu >= ncpus {
-                return found;
-            }
-            if byte & (1 << bit) != 0 {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(cpu);
-            }
+        if first >= ncpus {
+            break;
         }
+        // The bits of this byte that are CPUs of the host.
+        let valid = if ncpus - first >= 8 {
+            0xff
+        } else {
+            (1u8 << (ncpus - first)) - 1
+        };
+        let b = byte & valid;
+        if b == 0 {
+            continue;
+        }
+        if found.is_some() || b.count_ones() > 1 {
+            return None;
+        }
+        found = Some(first + b.trailing_zeros() as usize);
     }
     found
 }

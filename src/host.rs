@@ -84,7 +84,8 @@ pub struct RunQueue {
 
 /// Cumulative time of one pCPU, nanoseconds: `busy_ns` (user + kernel, whoever ran)
 /// and `total_ns` (busy + idle + iowait). Differences give how busy the pCPU was,
-/// counting host work the vCPU figures cannot show.
+/// counting host work the vCPU figures cannot show: the host's own load is that busy
+/// time minus what the vCPUs on it ran.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PcpuTimes {
     pub busy_ns: u64,
@@ -197,11 +198,11 @@ pub trait Host {
         false
     }
 
-    /// Fill `out` (one entry per pCPU, `out.len() == pcpus()`) with each pCPU's
-    /// cumulative times. `Ok(false)` when the host cannot tell; the scheduler then judges
-    /// saturation from vCPU usage alone. The default cannot tell.
-    fn sample_pcpus(&mut self, out: &mut [PcpuTimes]) -> Result<bool, Self::Error> {
-        let _ = out;
+    /// Read pCPU `p`'s cumulative times into `out` (`virNodeGetCPUStats`, one call).
+    /// `Ok(false)` when the host cannot tell; the scheduler then judges saturation from
+    /// vCPU usage alone and sees no host load. The default cannot tell.
+    fn sample_pcpu(&mut self, p: usize, out: &mut PcpuTimes) -> Result<bool, Self::Error> {
+        let _ = (p, out);
         Ok(false)
     }
 

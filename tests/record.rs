@@ -437,9 +437,8 @@ fn the_recorded_scenarios_parse_name_nothing_and_replay() {
     }
 }
 
-/// Strictly, host lines and all: waits for the simulator of the planner's branch.
+/// Strictly, host lines and all, as the simulator reads them.
 #[test]
-#[ignore = "needs the simulator's host lines (branch i15-plan): un-ignore after the merge"]
 fn the_recorded_scenarios_parse_with_their_host_lines() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/recorded");
     for e in std::fs::read_dir(&dir).unwrap() {

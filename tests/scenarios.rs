@@ -117,31 +117,37 @@ fn measured_demand_makes_no_reversal_without_noise() {
 }
 
 /// A host balanced on average (58, 55, 51, 52 %) read with ±10 % noise: the noise alone
-/// pushes σ over 5 now and then, yet at most 4 migrations in 200 ticks, in both demand
-/// modes. The same host with a real change at tick 100 is balanced again within 2
-/// ticks of it with demand measured; estimated, it takes one tick more, as the grown
-/// vCPU shares a saturated pCPU and must be moved before its demand shows.
+/// pushes σ over 5 now and then, yet at most 4 migrations in 200 ticks (the bound on
+/// every noise scenario), in both demand modes. The same host with a real change at
+/// tick 100 (a vCPU from 20 to 60 %: σ 19.6) is answered by the tick that first
+/// measures it (demand measured) or the next (estimated: the grown vCPU shares a
+/// saturated pCPU), halving σ at least; closing the last points of σ under ±10 % noise
+/// is not worth a migration.
 #[test]
-fn ten_percent_noise_moves_little_and_a_real_change_still_converges() {
+fn ten_percent_noise_moves_little_and_a_real_change_is_answered_at_once() {
     for delay in [true, false] {
         let s = simulate_mode("noise-10-balanced", Policy::Balance, delay);
         assert_eq!(s.ticks, 200);
         assert!(s.migrations <= 4, "delay {delay}: {s}; moves {:?}", s.moves);
 
         let s = simulate_mode("noise-10-change", Policy::Balance, delay);
-        let after = &s.sigma_pct[99..103]; // ticks 100 to 103
-        let from = if delay { 1 } else { 2 };
+        let answered = if delay { 100 } else { 101 };
+        let before = s.sigma_pct[98].unwrap(); // tick 99
+        let at = s.sigma_pct[99].unwrap(); // tick 100, measured with the change
+        let after = s.sigma_pct[answered].unwrap();
+        assert!(before <= THRESHOLD && at > 15.0, "delay {delay}: {s}");
         assert!(
-            after[from..]
-                .iter()
-                .all(|x| x.is_some_and(|x| x <= THRESHOLD)),
-            "delay {delay}: σ at ticks 100-103: {after:?}; {s}"
+            s.moves[99..answered].iter().sum::<u64>() > 0,
+            "delay {delay}: no move by tick {answered}; {:?}",
+            &s.moves[95..110]
         );
         assert!(
-            s.migrations <= 10,
-            "delay {delay}: {s}; moves {:?}",
-            s.moves
+            after <= at / 2.0,
+            "delay {delay}: σ {at:.1} then {after:.1}"
         );
+        // The answer and whatever noise moves in 200 ticks: the bound of every noise
+        // scenario.
+        assert!(s.migrations <= 4, "delay {delay}: {s}; moves {:?}", s.moves);
     }
 }
 
@@ -508,5 +514,86 @@ fn the_policy_reaches_each_topology_scenarios_right_answer() {
         assert!(b >= 2, "b on {b}: {s}");
         assert_eq!((s.remote_vcpus, s.reversals), (1, 0), "{s}");
         assert!(s.work_pct >= 95.0, "{s}");
+    }
+}
+
+/// The cases of issue 15, each reaching the answer its file's header states, with
+/// demand measured (and, where the figures allow it without run-queue delay, estimated).
+#[test]
+fn the_plateau_full_node_host_load_smt_and_noise_cases_reach_their_answers() {
+    use vcpu_scheduler::service::simulate::run_scenario_then;
+    // Where each vCPU of the scenario runs at the end, and what it got last interval.
+    let run = |name: &str, delay: bool| {
+        let mut sc = Scenario::load(&scenario_path(name)).unwrap();
+        sc.reports_delay &= delay;
+        let names: Vec<(String, usize)> = sc
+            .domains
+            .iter()
+            .map(|d| (d.name.clone(), d.demands_pct.len()))
+            .collect();
+        run_scenario_then(&sc, &SimOptions::default(), &mut io::sink(), |h| {
+            let mut at = Vec::new();
+            for (n, k) in &names {
+                for v in 0..*k {
+                    let x = h.vcpu(n, v).unwrap();
+                    at.push((n.clone(), x.ran_on.0, x.usage));
+                }
+            }
+            at
+        })
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+
+    // Plateau: one busy and one half on each pCPU; 6 of the 8 had to leave pCPU 0.
+    let (s, at) = run("plateau-busy-half", true);
+    assert!((s.max_over_bound - 1.0).abs() < 1e-9, "{s}");
+    assert_eq!((s.migrations, s.reversals), (6, 0), "{s}");
+    for p in 0..4 {
+        let on: Vec<&String> = at.iter().filter(|x| x.1 == p).map(|x| &x.0).collect();
+        assert_eq!(on.len(), 2, "pcpu {p}: {on:?}");
+        assert!(on.iter().any(|n| n.starts_with('b')) && on.iter().any(|n| n.starts_with('h')));
+    }
+
+    // A full node, memory bound or not: two domains go to node 1, one per pCPU.
+    for (name, remote) in [("numa-full-node", 0), ("numa-full-node-bound", 2)] {
+        for delay in [true, false] {
+            let (s, at) = run(name, delay);
+            let mut per = [0; 4];
+            for x in &at {
+                per[x.1 as usize] += 1;
+            }
+            assert_eq!(per, [1, 1, 1, 1], "{name} delay {delay}: {s}");
+            assert_eq!((s.migrations, s.remote_vcpus), (2, remote), "{name}: {s}");
+        }
+    }
+
+    // Host load: the busy guest leaves the host's 80 % for pCPU 1, where it gets all of
+    // it; the 10 % guest takes its place.
+    for delay in [true, false] {
+        let (s, at) = run("host-load", delay);
+        let on = |n: &str| at.iter().find(|x| x.0 == n).unwrap();
+        assert_eq!((on("busy").1, on("light").1), (1, 0), "delay {delay}: {s}");
+        assert!((on("busy").2 - 1.0).abs() < 1e-9, "{:?}", on("busy"));
+        assert_eq!((s.migrations, s.reversals), (2, 0), "{s}");
+    }
+
+    // SMT across sockets: one busy vCPU per core, two of them on node 1.
+    for delay in [true, false] {
+        let (s, at) = run("smt-two-sockets", delay);
+        let mut cores: Vec<u32> = at.iter().map(|x| x.1 / 2).collect();
+        cores.sort();
+        assert_eq!(cores, [0, 1, 2, 3], "delay {delay}: {s}");
+        assert_eq!(
+            (s.smt_conflicts, s.remote_vcpus, s.reversals),
+            (0, 0, 0),
+            "{s}"
+        );
+    }
+
+    // Noise on a nearly balanced host: next to nothing moves in 200 ticks.
+    for delay in [true, false] {
+        let (s, _) = run("noise-10-nearly", delay);
+        assert_eq!(s.ticks, 200);
+        assert!(s.migrations <= 4, "delay {delay}: {s}; moves {:?}", s.moves);
     }
 }

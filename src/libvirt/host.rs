@@ -391,23 +391,23 @@ impl Host for LibvirtHost<'_> {
         }
     }
 
-    fn sample_pcpus(&mut self, out: &mut [PcpuTimes]) -> Result<bool, Error> {
-        if !self.cpu_stats_ok {
+    fn sample_pcpu(&mut self, p: usize, out: &mut PcpuTimes) -> Result<bool, Error> {
+        if !self.cpu_stats_ok || p >= self.pcpus {
             return Ok(false);
         }
-        for (p, t) in out.iter_mut().enumerate().take(self.pcpus) {
-            match self.conn.pcpu_times(p, &mut self.cpu_stats) {
-                Ok(times) => *t = times,
-                Err(e) if e.kind() == FailureKind::ConnectionLost => return Err(e),
-                // The driver cannot tell (or not for this CPU): judge saturation from
-                // the vCPU figures from now on, rather than fail the tick every time.
-                Err(_) => {
-                    self.cpu_stats_ok = false;
-                    return Ok(false);
-                }
+        match self.conn.pcpu_times(p, &mut self.cpu_stats) {
+            Ok(times) => {
+                *out = times;
+                Ok(true)
+            }
+            Err(e) if e.kind() == FailureKind::ConnectionLost => Err(e),
+            // The driver cannot tell (or not for this CPU): judge saturation from the
+            // vCPU figures from now on, rather than fail the tick every time.
+            Err(_) => {
+                self.cpu_stats_ok = false;
+                Ok(false)
             }
         }
-        Ok(true)
     }
 
     fn pin(&mut self, domain: DomainKey, vcpu: VcpuId, pcpu: PcpuId) -> Result<(), Error> {

@@ -19,8 +19,10 @@ pub struct Move {
     pub usage: Option<f64>,
     /// What became of it.
     pub pin: Pin,
-    /// Why, and the planning loads of the two pCPUs and the vCPU's demand behind it.
+    /// Why (the term of the cost it lowered, and by how much, pCPU²), and the planning
+    /// loads of the two pCPUs and the vCPU's demand behind it.
     pub why: Why,
+    pub gain: f64,
     pub loads: (f64, f64),
     pub demand: f64,
 }
@@ -70,6 +72,7 @@ pub fn apply<H: Host>(
             usage: u.usage,
             pin: Pin::DryRun,
             why: p.why,
+            gain: p.gain,
             loads: p.loads,
             demand: p.demand,
         };
@@ -77,11 +80,10 @@ pub fn apply<H: Host>(
             match host.pin(u.domain, u.vcpu, to) {
                 Ok(()) => {
                     m.pin = Pin::Made;
-                    if !p.guessed && !p.contended {
-                        u.moved_at = Some(tick);
-                    }
+                    // The next move of this vCPU costs more for a few ticks, unless
+                    // this one was planned on a figure contention may have inflated.
                     if !p.contended {
-                        u.left = u.pinned_to.map(|from| (tick, from));
+                        u.moved_at = Some(tick);
                     }
                     u.pinned_to = Some(to);
                 }

@@ -17,7 +17,7 @@ use crate::policy::{self, Analysis, Item, Outputs, Params, Pcpu, Planned, Policy
 use crate::topology::Topology;
 use act::{Move, Pin};
 use report::Report;
-use sample::{Sampler, Unit};
+use sample::{DemandMode, Sampler, Unit};
 use select::Selection;
 
 /// What the scheduler is told to do; validated by the CLI before it gets here.
@@ -31,10 +31,6 @@ pub struct SchedConfig {
     pub dry_run: bool,
     /// Which domains may be pinned.
     pub select: Selection,
-    /// Ticks a vCPU stays where `balance` put it before it may move again.
-    pub cooldown_ticks: u64,
-    /// Ticks during which a vCPU is not sent back to the pCPU it was moved away from.
-    pub no_return_ticks: u64,
     /// The pCPUs managed vCPUs may be placed on (`--cpus`), sized to the host; `None`
     /// for all of them.
     pub cpus: Option<CpuMap>,
@@ -47,8 +43,6 @@ impl Default for SchedConfig {
             policy: Policy::Balance,
             dry_run: false,
             select: Selection::default(),
-            cooldown_ticks: 2,
-            no_return_ticks: 5,
             cpus: None,
         }
     }
@@ -112,6 +106,7 @@ impl<H: Host> Scheduler<H> {
                 sigma_within: false,
                 demand_within: false,
                 plans_on_demand: false,
+                settled: true,
             },
             migrations: 0,
             failed_pins: 0,
@@ -126,7 +121,7 @@ impl<H: Host> Scheduler<H> {
         self.measure()?;
         self.analyze();
         self.act();
-        self.sampler.commit(&self.units);
+        self.sampler.commit(&mut self.units);
         self.ticks += 1;
         Ok(self.report())
     }
@@ -140,7 +135,6 @@ impl<H: Host> Scheduler<H> {
     /// Analyze: per-pCPU loads, σ, the verdict and the policy's plan.
     fn analyze(&mut self) {
         let tick = self.ticks;
-        let (cooldown, no_return) = (self.cfg.cooldown_ticks, self.cfg.no_return_ticks);
         self.items.clear();
         self.items.extend(self.units.iter().map(|u| {
             Item {
@@ -148,28 +142,43 @@ impl<H: Host> Scheduler<H> {
                 pinned: u.pinned_to.map(|p| p.index()),
                 last_ran: u.last_ran_on.map(|p| p.index()),
                 managed: u.managed(),
-                cooling: u.moved_at.is_some_and(|t| tick < t + cooldown),
+                moved_ago: u.moved_at.map(|t| tick.saturating_sub(t)),
                 group: u.group,
                 known_demand: u.known_demand,
                 demand: u.demand.map(|d| d.value),
                 usage_smoothed: u.usage_smoothed.map(|d| d.value),
+                noise: u.demand.or(u.usage_smoothed).map_or(0.0, |d| d.noise),
+                first_reading: u
+                    .demand
+                    .or(u.usage_smoothed)
+                    .is_some_and(|d| d.readings < 2),
                 fresh: u.fresh,
                 // The home settled earlier (its memory's nodes at first, or where a
                 // whole-domain move took it), else its memory's nodes.
                 home: if u.home != 0 { u.home } else { u.mem_nodes },
                 mem_nodes: u.mem_nodes,
-                left: u
-                    .left
-                    .filter(|&(t, _)| tick <= t + no_return)
-                    .map(|(_, p)| p.index()),
             }
         }));
-        let (cpus, topology) = (&self.cfg.cpus, &self.topology);
+        let (cpus, topology, sampler) = (&self.cfg.cpus, &self.topology, &self.sampler);
+        // How busy each pCPU was this tick matters only to estimated demand, which reads
+        // every pCPU every tick; the host's own load is kept from its last reading.
+        let estimated = sampler.mode == DemandMode::Estimated;
         self.pcpus.clear();
         self.pcpus.extend((0..self.host.pcpus()).map(|p| {
             let place = topology.place(p);
             Pcpu {
-                busy: self.sampler.pcpu_busy.get(p).copied().flatten(),
+                busy: sampler
+                    .pcpu_busy
+                    .get(p)
+                    .copied()
+                    .flatten()
+                    .filter(|_| estimated),
+                host: sampler
+                    .pcpu_host
+                    .get(p)
+                    .copied()
+                    .flatten()
+                    .map_or(0.0, |h| h.value),
                 allowed: cpus.as_ref().is_none_or(|m| m.is_set(p)),
                 node: place.node,
                 core: place.core,
@@ -236,7 +245,7 @@ impl<H: Host> Scheduler<H> {
             demand: &self.pcpu_demand,
             mode: self.sampler.mode,
             moves: &self.moves,
-            units: &self.units,
+            units: self.sampler.committed(),
             unit_demand: &self.item_demand,
             names: &self.host,
             cpus: self.cfg.cpus.as_ref(),

@@ -13,7 +13,7 @@ use super::act::{Move, Pin};
 use super::sample::{DemandMode, Unit};
 use crate::cpumap::CpuMap;
 use crate::host::{DomainKey, DomainNames, PcpuId};
-use crate::policy::Analysis;
+use crate::policy::{Analysis, Why};
 
 /// One tick, as its printers see it.
 #[derive(Clone, Copy)]
@@ -101,8 +101,8 @@ pub enum Outcome {
     Moved,
     /// [`Analysis::balanced`]: nothing needed to change.
     Balanced,
-    /// Over the threshold, and every candidate move would reverse the imbalance, gain
-    /// only noise, or touch a vCPU that just moved.
+    /// Over the threshold, and no move is worth its price ([`Analysis::settled`]): the
+    /// host is as even as its vCPUs allow, or the gain would be noise.
     NoUsefulMove,
 }
 
@@ -213,11 +213,16 @@ pub fn write_monitor(w: &mut dyn Write, r: &Report<'_>, tty: bool) -> io::Result
     match r.analysis.sigma_pct {
         Some(sigma) => writeln!(
             w,
-            "{sigma:.1} {}",
+            "{sigma:.1} ({}; {})",
             if r.analysis.balanced() {
-                "(balanced)"
+                "balanced"
             } else {
-                "(unbalanced)"
+                "unbalanced"
+            },
+            if r.analysis.settled {
+                "no move worth its price"
+            } else {
+                "moves worth their price"
             }
         )?,
         None => writeln!(w, "- (first sample)")?,
@@ -251,9 +256,10 @@ pub fn write_monitor(w: &mut dyn Write, r: &Report<'_>, tty: bool) -> io::Result
     w.flush()
 }
 
-/// One applied (or, in a dry run, planned) move as a log line:
-/// `moved web/0 pcpu 0 -> 2: off the busiest pcpu (demand 155 % there, 40 % here); it
-/// wants 45 %`.
+/// One applied (or, in a dry run, planned) move as a log line, saying which term of the
+/// cost it lowered and by how much (pCPU²):
+/// `moved web/0 pcpu 0 -> 2: lowers the load cost by 0.520 (demand on pcpu 0 155 %, on
+/// pcpu 2 40 %); it wants 45 %`.
 pub struct MoveLine<'a>(pub &'a Report<'a>, pub &'a Move);
 
 impl fmt::Display for MoveLine<'_> {
@@ -265,7 +271,17 @@ impl fmt::Display for MoveLine<'_> {
             Some(p) => write!(f, "{}", p.0)?,
             None => f.write_str("*")?,
         }
-        write!(f, " -> {}: {}", m.to.0, m.why.describe())?;
+        write!(f, " -> {}: ", m.to.0)?;
+        match (m.why, m.why.term()) {
+            (_, Some(term)) if m.gain <= 0.0 => write!(
+                f,
+                "makes room for another move (the {term} cost {:+.3} on its own)",
+                -m.gain
+            )?,
+            (w, Some(_)) => write!(f, "{} by {:.3}", w.describe(), m.gain)?,
+            (Why::Node, None) => write!(f, "{} (cost {:.3} lower)", m.why.describe(), m.gain)?,
+            (w, None) => f.write_str(w.describe())?,
+        }
         match m.from {
             Some(p) => write!(
                 f,
@@ -310,7 +326,8 @@ impl fmt::Display for Summary<'_> {
 
 /// One JSON object per tick, the same facts as the tick line:
 /// `{"tick":3,"sigma":1.25,"loads":[..],"demand_sigma":9.1,"balanced":false,
-/// "outcome":"moved","moves":[{"domain":"web","vcpu":0,"from":0,"to":2,"applied":true}]}`
+/// "settled":false,"outcome":"moved","moves":[{"domain":"web","vcpu":0,"from":0,"to":2,
+/// "applied":true}]}`
 /// (`sigma` null before usage is known, `from` null for a vCPU that had no single pin).
 pub fn write_json_tick(out: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
     let a = &r.analysis;
@@ -327,10 +344,11 @@ pub fn write_json_tick(out: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
     write_json_num(out, a.demand_sigma_pct)?;
     write!(
         out,
-        ",\"sigma_within\":{},\"demand_within\":{},\"balanced\":{},\"outcome\":\"{}\",\"moves\":[",
+        ",\"sigma_within\":{},\"demand_within\":{},\"balanced\":{},\"settled\":{},\"outcome\":\"{}\",\"moves\":[",
         a.sigma_within,
         a.demand_within,
         a.balanced(),
+        a.settled,
         r.outcome().as_str()
     )?;
     for (i, m) in r.moves.iter().enumerate() {

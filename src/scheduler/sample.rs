@@ -24,6 +24,9 @@ pub struct Unit {
     /// Δcpu_time / Δwall since the previous sample, fraction of a pCPU; `None` for a
     /// vCPU seen for the first time or whose cpu time went backwards.
     pub usage: Option<f64>,
+    /// Δcpu_time since the previous sample, ns (0 without a valid one): charged to the
+    /// pCPU it ran on, to tell the host's own load there from the vCPUs'.
+    pub ran_ns: u64,
     pub pinned_to: Option<PcpuId>,
     pub last_ran_on: Option<PcpuId>,
     /// The tick at which we last pinned it (for the cooldown).
@@ -38,9 +41,6 @@ pub struct Unit {
     /// Usage smoothed the same way: what the policy plans with where demand is not
     /// measured and the vCPU is not held back.
     pub usage_smoothed: Option<Smoothed>,
-    /// The tick it was last pinned away from a pCPU, and that pCPU (for the policy's
-    /// no-reversal rule and for counting reversals).
-    pub left: Option<(u64, PcpuId)>,
     /// First seen after the scheduler's baseline: its domain started (or the vCPU was
     /// hotplugged) while the scheduler ran.
     pub fresh: bool,
@@ -82,13 +82,23 @@ impl DemandMode {
 /// (exponentially, weight [`SMOOTH_WEIGHT`]), while their size is tracked as `noise`.
 /// A difference beyond the noise band (three times `noise`, at least
 /// [`JUMP_FLOOR`]) is a real change and is taken at once: a vCPU that turns busy is
-/// seen as busy the same tick.
+/// seen as busy the same tick. A jump that the next reading takes back (the other way,
+/// beyond the band again) was noise after all: the value goes back to where it was,
+/// and the noise is raised to half the jumps. The noise is first measured by the
+/// second reading (the two readings' difference, whatever its size), so a noisy figure
+/// gets a wide band from the start. One reading cannot show its own noise: `readings`
+/// says so, and the policy does not re-pin a host that reads balanced on it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Smoothed {
     /// The smoothed value, fraction of a pCPU.
     pub value: f64,
     /// Mean absolute difference of the raw readings from `value`: the noise observed.
     pub noise: f64,
+    /// Readings folded in so far (counted up to 2: only the first two differ).
+    pub readings: u8,
+    /// The last reading was a jump, of this much (0 if it was not), from `before`.
+    pub jump: f64,
+    pub before: f64,
 }
 
 /// Weight of a new reading within the noise band. 0.3: noise of ±10 % shrinks to about
@@ -97,6 +107,11 @@ pub const SMOOTH_WEIGHT: f64 = 0.3;
 /// The smallest step taken as a real change. 0.05 of a pCPU: below what is worth a
 /// migration, above QEMU's 10 ms time steps at 1 s intervals.
 pub const JUMP_FLOOR: f64 = 0.05;
+/// `Sampler::vcpu_ns` of a pCPU on which a vCPU ran for an unmeasured part of the window.
+const UNKNOWN_NS: u64 = u64::MAX;
+/// A difference between the first two readings beyond this is a real change, not
+/// noise: 0.25 of a pCPU, more than twice the noise of a busy vCPU read with ±10 %.
+pub const NOISE_MOST: f64 = 0.25;
 
 impl Smoothed {
     /// The noise band: a reading further than this from `value` is a real change (three
@@ -108,23 +123,54 @@ impl Smoothed {
 
     /// Fold one raw reading into `prev` (or start from it).
     pub fn update(prev: Option<Smoothed>, raw: f64) -> Smoothed {
+        let first = |raw: f64| Smoothed {
+            value: raw,
+            noise: 0.0,
+            readings: 1,
+            jump: 0.0,
+            before: raw,
+        };
         let Some(p) = prev else {
-            return Smoothed {
-                value: raw,
-                noise: 0.0,
-            };
+            return first(raw);
         };
         let err = raw - p.value;
-        if err.abs() > p.band() {
-            Smoothed {
-                value: raw,
-                noise: p.noise,
+        if p.readings < 2 {
+            if err.abs() > NOISE_MOST {
+                // No noise is that large: a real change. Measure the noise from the next.
+                return first(raw);
             }
-        } else {
-            Smoothed {
-                value: p.value + SMOOTH_WEIGHT * err,
-                noise: p.noise + SMOOTH_WEIGHT * (err.abs() - p.noise),
-            }
+            // The second reading: the first measure of the noise, and the mean of two.
+            return Smoothed {
+                value: p.value + 0.5 * err,
+                noise: err.abs(),
+                readings: 2,
+                ..p
+            };
+        }
+        let in_band = Smoothed {
+            value: p.value + SMOOTH_WEIGHT * err,
+            noise: p.noise + SMOOTH_WEIGHT * (err.abs() - p.noise),
+            jump: 0.0,
+            ..p
+        };
+        if err.abs() <= p.band() {
+            return in_band;
+        }
+        if p.jump != 0.0 && (err > 0.0) != (p.jump > 0.0) {
+            // Back the other way: the jump was noise.
+            let back = raw - p.before;
+            return Smoothed {
+                value: p.before + SMOOTH_WEIGHT * back,
+                noise: p.noise.max(0.5 * p.jump.abs()).max(0.5 * back.abs()),
+                jump: 0.0,
+                ..p
+            };
+        }
+        Smoothed {
+            value: raw,
+            jump: err,
+            before: p.value,
+            ..p
         }
     }
 }
@@ -151,22 +197,36 @@ pub fn usage(prev_time_ns: u64, prev_at_ns: u64, time_ns: u64, at_ns: u64) -> Op
     Some((dcpu as f64 / dt as f64).min(1.0))
 }
 
+/// pCPUs whose times are read per tick while demand is measured (one
+/// `virNodeGetCPUStats` call each, 0.27 ms apiece on the project's machine): the host's
+/// own load on each is then refreshed every `pCPUs / 4` ticks, over that window, where
+/// reading them all would cost 69 ms a tick on a host of 256. Host load changes slowly
+/// (a backup job, a storage daemon); estimated demand needs every pCPU every tick.
+pub const PCPU_READS_PER_TICK: usize = 4;
+
 /// Reads the host each tick and keeps the previous tick's units to difference against.
 #[derive(Debug)]
 pub struct Sampler {
     samples: Vec<VcpuSample>,
-    /// Last tick's units, sorted by (domain, vcpu) for binary search.
+    /// Last tick's units, in the host's order (which is stable from tick to tick), and
+    /// an index of them sorted by (domain, vcpu) for when this tick's order differs.
     prev: Vec<Unit>,
+    prev_index: Vec<(DomainKey, VcpuId, u32)>,
     /// Domains already reported as unreadable, so a failure is one line, not one per tick.
     warned: Vec<DomainKey>,
-    /// Per-pCPU cumulative times, this tick and last, when the host reports them.
-    pcpu_now: Vec<PcpuTimes>,
-    pcpu_prev: Vec<PcpuTimes>,
-    pcpu_known: bool,
+    /// Per pCPU: its cumulative times at its last reading (if any), and the vCPU run
+    /// time charged to it since then (ns).
+    pcpu_last: Vec<Option<PcpuTimes>>,
+    vcpu_ns: Vec<u64>,
+    /// The next pCPU to read while demand is measured (round robin).
+    next_pcpu: usize,
     /// Fraction of each pCPU that was busy since last tick, by anyone; `None` when
     /// unknown (first tick, a host that cannot tell, or demand measured, which does not
-    /// need it).
+    /// need it every tick).
     pub pcpu_busy: Vec<Option<f64>>,
+    /// The host's own load on each pCPU (busy time the vCPUs on it did not use),
+    /// fraction of the pCPU, smoothed; `None` until two readings of that pCPU.
+    pub pcpu_host: Vec<Option<Smoothed>>,
     /// Where this tick's demand came from: measured if any vCPU had a run-queue reading.
     pub mode: DemandMode,
     /// A baseline was committed: vCPUs seen from now on are new arrivals.
@@ -178,11 +238,13 @@ impl Default for Sampler {
         Sampler {
             samples: Vec::new(),
             prev: Vec::new(),
+            prev_index: Vec::new(),
             warned: Vec::new(),
-            pcpu_now: Vec::new(),
-            pcpu_prev: Vec::new(),
-            pcpu_known: false,
+            pcpu_last: Vec::new(),
+            vcpu_ns: Vec::new(),
+            next_pcpu: 0,
             pcpu_busy: Vec::new(),
+            pcpu_host: Vec::new(),
             mode: DemandMode::Estimated,
             baselined: false,
         }
@@ -203,15 +265,6 @@ impl Sampler {
     ) -> Result<(), H::Error> {
         host.refresh()?;
         host.sample_run_queues()?;
-        // How busy each pCPU was only helps to guess demand: skip those calls (one per
-        // pCPU) while demand is measured.
-        if self.mode == DemandMode::Estimated {
-            self.measure_pcpus(host)?;
-        } else {
-            self.pcpu_known = false;
-            self.pcpu_busy.clear();
-            self.pcpu_busy.resize(host.pcpus(), None);
-        }
         self.samples.clear();
         units.clear();
         for d in 0..host.domain_count() {
@@ -235,7 +288,7 @@ impl Sampler {
             let left_alone = select.left_alone(info.name, info.config_pinned);
             let mem_nodes = info.mem_nodes;
             for s in &self.samples[start..] {
-                let mut u = self.unit(s, d as u32, left_alone);
+                let mut u = self.unit(units.len(), s, d as u32, left_alone);
                 u.mem_nodes = mem_nodes;
                 units.push(u);
             }
@@ -249,37 +302,88 @@ impl Sampler {
         } else {
             DemandMode::Estimated
         };
-        Ok(())
+        self.measure_pcpus(host, units)
     }
 
-    /// How busy each pCPU was since last tick, from the host's own counters.
-    fn measure_pcpus<H: Host>(&mut self, host: &mut H) -> Result<(), H::Error> {
+    /// How busy each pCPU was, by anyone, and how much of that was the host's own load:
+    /// every pCPU each tick where demand is estimated (saturation is judged on it), else
+    /// [`PCPU_READS_PER_TICK`] of them in turn, each over the window since its last
+    /// reading. The vCPUs' run time in the window is charged to the pCPU each was on.
+    fn measure_pcpus<H: Host>(&mut self, host: &mut H, units: &[Unit]) -> Result<(), H::Error> {
         let n = host.pcpus();
-        self.pcpu_now.resize(n, PcpuTimes::default());
+        self.pcpu_last.resize(n, None);
+        self.vcpu_ns.resize(n, 0);
+        self.pcpu_host.resize(n, None);
         self.pcpu_busy.clear();
         self.pcpu_busy.resize(n, None);
-        let known = host.sample_pcpus(&mut self.pcpu_now)?;
-        if known && self.pcpu_known && self.pcpu_prev.len() == n {
-            for (p, (now, prev)) in self.pcpu_now.iter().zip(&self.pcpu_prev).enumerate() {
-                let busy = now.busy_ns.checked_sub(prev.busy_ns);
-                let total = now.total_ns.checked_sub(prev.total_ns).filter(|&t| t > 0);
-                if let (Some(b), Some(t)) = (busy, total) {
-                    self.pcpu_busy[p] = Some((b as f64 / t as f64).min(1.0));
-                }
+        for u in units {
+            if let Some(x) = u
+                .pinned_to
+                .or(u.last_ran_on)
+                .and_then(|p| self.vcpu_ns.get_mut(p.index()))
+            {
+                // A vCPU with no measured interval (new, or its counter reset) ran an
+                // unknown part of the pCPU's busy time: the window tells nothing.
+                *x = match u.usage {
+                    Some(_) => x.saturating_add(u.ran_ns),
+                    None => UNKNOWN_NS,
+                };
             }
         }
-        self.pcpu_known = known;
-        std::mem::swap(&mut self.pcpu_now, &mut self.pcpu_prev);
+        let reads = match self.mode {
+            DemandMode::Estimated => n,
+            DemandMode::Measured => PCPU_READS_PER_TICK.min(n),
+        };
+        for _ in 0..reads {
+            let p = self.next_pcpu % n.max(1);
+            self.next_pcpu = (p + 1) % n.max(1);
+            let mut now = PcpuTimes::default();
+            if !host.sample_pcpu(p, &mut now)? {
+                self.pcpu_last[p] = None;
+                continue;
+            }
+            if let Some(last) = self.pcpu_last[p] {
+                let busy = now.busy_ns.checked_sub(last.busy_ns);
+                let total = now.total_ns.checked_sub(last.total_ns).filter(|&t| t > 0);
+                if let (Some(b), Some(t)) = (busy, total) {
+                    let (b, t) = (b as f64, t as f64);
+                    self.pcpu_busy[p] = Some((b / t).min(1.0));
+                    if self.vcpu_ns[p] != UNKNOWN_NS {
+                        let own = ((b - self.vcpu_ns[p] as f64) / t).clamp(0.0, 1.0);
+                        self.pcpu_host[p] = Some(Smoothed::update(self.pcpu_host[p], own));
+                    }
+                }
+            }
+            self.pcpu_last[p] = Some(now);
+            self.vcpu_ns[p] = 0;
+        }
         Ok(())
     }
 
-    fn unit(&self, s: &VcpuSample, group: u32, left_alone: Option<LeftAlone>) -> Unit {
-        let prev = self
+    /// The previous sample of the vCPU that is this tick's `k`-th: at the same place in
+    /// last tick's list when the host's order did not change, else by binary search.
+    fn prev_of(&self, k: usize, s: &VcpuSample) -> Option<&Unit> {
+        if let Some(p) = self
             .prev
-            .binary_search_by(|p| (p.domain, p.vcpu).cmp(&(s.domain, s.vcpu)))
-            .ok()
-            .map(|i| &self.prev[i]);
+            .get(k)
+            .filter(|p| p.domain == s.domain && p.vcpu == s.vcpu)
+        {
+            return Some(p);
+        }
+        let i = self
+            .prev_index
+            .binary_search_by(|&(d, v, _)| (d, v).cmp(&(s.domain, s.vcpu)))
+            .ok()?;
+        self.prev.get(self.prev_index[i].2 as usize)
+    }
+
+    fn unit(&self, k: usize, s: &VcpuSample, group: u32, left_alone: Option<LeftAlone>) -> Unit {
+        let prev = self.prev_of(k, s);
         let now_usage = prev.and_then(|p| usage(p.cpu_time_ns, p.at_ns, s.cpu_time_ns, s.at_ns));
+        let ran_ns = match (prev, now_usage) {
+            (Some(p), Some(_)) => s.cpu_time_ns.saturating_sub(p.cpu_time_ns),
+            _ => 0,
+        };
         Unit {
             domain: s.domain,
             vcpu: s.vcpu,
@@ -288,6 +392,7 @@ impl Sampler {
             cpu_time_ns: s.cpu_time_ns,
             at_ns: s.at_ns,
             usage: now_usage,
+            ran_ns,
             usage_smoothed: now_usage
                 .map(|u| Smoothed::update(prev.and_then(|p| p.usage_smoothed), u)),
             pinned_to: s.pinned_to,
@@ -299,20 +404,39 @@ impl Sampler {
                 let raw = demand(p.run_queue.as_ref()?, s.run_queue.as_ref()?)?;
                 Some(Smoothed::update(p.demand, raw))
             }),
-            left: prev.and_then(|p| p.left),
             fresh: prev.map_or(self.baselined, |p| p.fresh && p.usage.is_none()),
             mem_nodes: 0,
             home: prev.map_or(0, |p| p.home),
         }
     }
 
-    /// Keep this tick's units as the baseline for the next one. Domains that stopped
-    /// are forgotten here: they are simply not in `units`.
-    pub fn commit(&mut self, units: &[Unit]) {
-        self.prev.clear();
-        self.prev.extend_from_slice(units);
-        self.prev.sort_unstable_by_key(|u| (u.domain, u.vcpu));
+    /// Keep this tick's units as the baseline for the next one, taking them from
+    /// `units` (which is left with last tick's, to be refilled: no copy). Domains that
+    /// stopped are forgotten here: they are simply not in `units`.
+    pub fn commit(&mut self, units: &mut Vec<Unit>) {
+        let same = self.prev.len() == units.len()
+            && self
+                .prev
+                .iter()
+                .zip(units.iter())
+                .all(|(p, u)| p.domain == u.domain && p.vcpu == u.vcpu);
+        std::mem::swap(&mut self.prev, units);
+        if !same {
+            self.prev_index.clear();
+            self.prev_index.extend(
+                self.prev
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| (u.domain, u.vcpu, i as u32)),
+            );
+            self.prev_index.sort_unstable_by_key(|&(d, v, _)| (d, v));
+        }
         self.baselined = true;
+    }
+
+    /// The units of the tick last committed.
+    pub fn committed(&self) -> &[Unit] {
+        &self.prev
     }
 }
 

@@ -100,7 +100,7 @@ fn write_all(out: &mut String, r: &Report<'_>, residual: Option<f64>, c: &Counte
         out,
         "pcpu_load_ratio",
         "gauge",
-        "Time the vCPUs on this pCPU ran over the last interval, as a fraction of the pCPU.",
+        "Time the vCPUs on this pCPU ran over the last interval, plus the host's own load there, as a fraction of the pCPU.",
     )?;
     for (p, &l) in r.loads.iter().enumerate().filter(|_| known) {
         writeln!(
@@ -113,7 +113,7 @@ fn write_all(out: &mut String, r: &Report<'_>, residual: Option<f64>, c: &Counte
         out,
         "pcpu_demand_ratio",
         "gauge",
-        "What the vCPUs on this pCPU wanted (ran plus waited to run), as a fraction of the pCPU.",
+        "What the vCPUs on this pCPU wanted (ran plus waited to run) plus the host's own load there, as a fraction of the pCPU.",
     )?;
     for (p, &d) in r.demand.iter().enumerate().filter(|_| known) {
         writeln!(
@@ -183,8 +183,14 @@ fn write_all(out: &mut String, r: &Report<'_>, residual: Option<f64>, c: &Counte
     gauge(
         out,
         "balanced",
-        "1 when the last tick found the loads balanced, else 0.",
+        "1 when the last tick found the loads balanced (sigma within the threshold in every NUMA node), else 0.",
         known.then_some(f64::from(u8::from(a.balanced()))),
+    )?;
+    gauge(
+        out,
+        "settled",
+        "1 when no move was worth its price at the last tick (the host is as even as its vCPUs allow), else 0.",
+        known.then_some(f64::from(u8::from(a.settled))),
     )?;
     gauge(
         out,

@@ -194,7 +194,7 @@ pub fn run_scenario_then<T>(
                 demands_pct.len()
             }
             Action::Start(d) => d.demands_pct.len(),
-            Action::Stop { .. } => 0,
+            Action::Stop { .. } | Action::Host(_) => 0,
         }))
         .max()
         .unwrap_or(0);

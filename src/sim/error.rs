@@ -46,6 +46,11 @@ pub enum SimHostError {
         name: String,
         affinity: String,
     },
+    /// A host load outside 0–1.0 (or not a number).
+    BadHostLoad {
+        pcpu: u32,
+        load: f64,
+    },
     /// A memory node the host's topology does not have.
     BadMemNode {
         name: String,
@@ -93,6 +98,9 @@ impl fmt::Display for SimHostError {
                     f,
                     "affinity {affinity} of domain {name:?} does not fit this host"
                 )
+            }
+            SimHostError::BadHostLoad { pcpu, load } => {
+                write!(f, "host load {load} on pcpu {pcpu} is outside 0-1")
             }
             SimHostError::BadMemNode { name, node, nodes } => {
                 write!(

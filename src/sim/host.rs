@@ -3,7 +3,7 @@
 //! the other measures of a placement) is read through `metrics`, for tests and reports.
 
 use crate::cpumap::CpuMap;
-use crate::host::{DomainInfo, DomainKey, Host, PcpuId, RunQueue, VcpuId, VcpuSample};
+use crate::host::{DomainInfo, DomainKey, Host, PcpuId, PcpuTimes, RunQueue, VcpuId, VcpuSample};
 use crate::topology::Topology;
 
 use super::error::SimHostError;
@@ -45,6 +45,9 @@ pub struct SimHost {
     pub(super) domains: Vec<SimDomain>,
     /// `domains[..listed]` is what the last [`Host::refresh`] reported.
     listed: usize,
+    /// Every domain's key and index in `domains`, sorted by key, so a pin finds its
+    /// domain in O(log domains); rebuilt when domains are added or forgotten.
+    by_key: Vec<(DomainKey, usize)>,
     next_id: u32,
     /// Relative noise on measured usage and delay, as a fraction (0.05 = ±5 %).
     noise: f64,
@@ -59,8 +62,17 @@ pub struct SimHost {
     /// Pins, demands or domains changed since `placement` was computed.
     pub(super) placement_stale: bool,
     slots: Vec<Slot>,
-    /// How busy each pCPU was in the last interval (sum of its vCPUs' shares).
+    /// The host's own load on each pCPU (load from outside any domain: a storage
+    /// daemon, a backup job), fraction of the pCPU; and what it got in the last
+    /// interval, sharing the pCPU with the vCPUs there.
+    pub(super) host_load: Vec<f64>,
+    host_got: Vec<f64>,
+    /// How busy each pCPU was in the last interval (sum of its shares, host included).
     busy: Vec<f64>,
+    /// Each pCPU's cumulative busy time (the vCPUs' measured run time there plus the
+    /// host's own) and total time, ns: what `virNodeGetCPUStats` reports.
+    busy_ns: Vec<u64>,
+    total_ns: Vec<u64>,
     smt: SmtModel,
     /// Since the start, over every interval: demand wanted and work delivered, in
     /// pCPU-nanoseconds (true figures, no noise).
@@ -101,6 +113,7 @@ impl SimHost {
             now_ns: 0,
             domains: Vec::new(),
             listed: 0,
+            by_key: Vec::new(),
             next_id: 1,
             noise: 0.0,
             reports_delay: true,
@@ -108,8 +121,12 @@ impl SimHost {
             placement: Vec::new(),
             placed_demand: vec![0.0; pcpus],
             placement_stale: false,
-            slots: Vec::new(),
+            slots: Vec::with_capacity(pcpus),
+            host_load: vec![0.0; pcpus],
+            host_got: vec![0.0; pcpus],
             busy: vec![0.0; pcpus],
+            busy_ns: vec![0; pcpus],
+            total_ns: vec![0; pcpus],
             demand_ns: 0.0,
             work_ns: 0.0,
         }
@@ -209,7 +226,8 @@ impl SimHost {
         let total = self.running_vcpus();
         self.placement
             .reserve(total.saturating_sub(self.placement.len()));
-        self.slots.reserve(total.saturating_sub(self.slots.len()));
+        self.slots
+            .reserve((total + self.pcpus).saturating_sub(self.slots.len()));
         self.placement_stale = true;
         Ok(key)
     }
@@ -260,9 +278,38 @@ impl SimHost {
         let total = self.running_vcpus();
         self.placement
             .reserve(total.saturating_sub(self.placement.len()));
-        self.slots.reserve(total.saturating_sub(self.slots.len()));
+        self.slots
+            .reserve((total + self.pcpus).saturating_sub(self.slots.len()));
         self.placement_stale = true;
         Ok(())
+    }
+
+    /// Load from outside any domain on pCPU `pcpu`, fraction of it (0–1.0), from the
+    /// next interval on: it competes for the pCPU like one more thread, so the vCPUs
+    /// there get less, and the pCPU reads busy for it while the vCPUs' times do not.
+    pub fn set_host_load(&mut self, pcpu: usize, load: f64) -> Result<(), SimHostError> {
+        let pcpus = self.pcpus;
+        let slot = self
+            .host_load
+            .get_mut(pcpu)
+            .ok_or(SimHostError::PcpuOutOfRange {
+                pcpu: u32::try_from(pcpu).unwrap_or(u32::MAX),
+                pcpus,
+            })?;
+        if !(0.0..=1.0).contains(&load) {
+            return Err(SimHostError::BadHostLoad {
+                pcpu: pcpu_u32(pcpu),
+                load,
+            });
+        }
+        *slot = load;
+        self.placement_stale = true;
+        Ok(())
+    }
+
+    /// What the host's own work got of pCPU `pcpu` in the last interval.
+    pub fn host_got(&self, pcpu: usize) -> Option<f64> {
+        self.host_got.get(pcpu).copied()
     }
 
     /// The key of the running domain `name`.
@@ -291,14 +338,21 @@ impl SimHost {
     /// move virtual time forward. Does not allocate.
     pub fn advance(&mut self, dt_ns: u64) {
         if self.placement_stale {
-            place(&self.domains, &mut self.placement, &mut self.placed_demand);
+            place(
+                &self.domains,
+                &self.host_load,
+                &mut self.placement,
+                &mut self.placed_demand,
+            );
             self.placement_stale = false;
         }
         share::share(
             &mut self.domains,
             &self.placement,
+            &self.host_load,
             &mut self.slots,
             &mut self.busy,
+            &mut self.host_got,
         );
         self.smt.update(&self.topology, &self.busy);
         let dt = dt_ns as f64;
@@ -310,9 +364,10 @@ impl SimHost {
             let ran = v.usage * dt;
             // What it wanted and did not get, it spent waiting in the run queue.
             let waited = (v.demand - v.usage).max(0.0) * dt;
-            v.cpu_time_ns = v
-                .cpu_time_ns
-                .saturating_add(noisy(&mut self.rng, self.noise, ran));
+            let ran_ns = noisy(&mut self.rng, self.noise, ran);
+            v.cpu_time_ns = v.cpu_time_ns.saturating_add(ran_ns);
+            // The pCPU's busy time counts what the vCPU's time reads (the same ticks).
+            self.busy_ns[p as usize] = self.busy_ns[p as usize].saturating_add(ran_ns);
             if waited > 0.0 {
                 v.delay_ns = v
                     .delay_ns
@@ -325,7 +380,24 @@ impl SimHost {
             self.demand_ns += v.demand * dt;
             v.last_ran_on = p;
         }
+        for ((b, t), &h) in self
+            .busy_ns
+            .iter_mut()
+            .zip(self.total_ns.iter_mut())
+            .zip(&self.host_got)
+        {
+            *b = b.saturating_add((h * dt).round() as u64);
+            *t = t.saturating_add(dt_ns);
+        }
         self.now_ns = self.now_ns.saturating_add(dt_ns);
+    }
+
+    /// Rebuild [`SimHost::by_key`] (its capacity grows only with the domains).
+    fn index_keys(&mut self) {
+        self.by_key.clear();
+        self.by_key
+            .extend(self.domains.iter().enumerate().map(|(i, d)| (d.key, i)));
+        self.by_key.sort_unstable_by_key(|&(k, _)| k);
     }
 
     fn running_index(&self, name: &str) -> Option<usize> {
@@ -359,8 +431,12 @@ impl Host for SimHost {
     }
 
     fn refresh(&mut self) -> Result<(), SimHostError> {
+        let before = self.domains.len();
         self.domains.retain(|d| d.running);
         self.listed = self.domains.len();
+        if self.domains.len() != before || self.by_key.len() != self.domains.len() {
+            self.index_keys();
+        }
         Ok(())
     }
 
@@ -402,7 +478,7 @@ impl Host for SimHost {
                 vcpu: VcpuId(j as u32),
                 cpu_time_ns: v.cpu_time_ns,
                 at_ns: self.now_ns,
-                pinned_to: v.affinity.only().map(|p| PcpuId(pcpu_u32(p))),
+                pinned_to: v.only.map(PcpuId),
                 last_ran_on: Some(PcpuId(v.last_ran_on)),
                 run_queue: self.reports_delay.then_some(RunQueue {
                     time_ns: v.cpu_time_ns,
@@ -429,14 +505,35 @@ impl Host for SimHost {
         }
     }
 
+    fn sample_pcpu(&mut self, p: usize, out: &mut PcpuTimes) -> Result<bool, SimHostError> {
+        match (self.busy_ns.get(p), self.total_ns.get(p)) {
+            (Some(&busy_ns), Some(&total_ns)) => {
+                *out = PcpuTimes { busy_ns, total_ns };
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     fn pin(&mut self, domain: DomainKey, vcpu: VcpuId, pcpu: PcpuId) -> Result<(), SimHostError> {
         let pcpus = self.pcpus;
-        let d = self.domains.iter_mut().find(|d| d.key == domain).ok_or(
-            SimHostError::NoSuchDomain {
-                name: None,
-                key: Some(domain),
-            },
-        )?;
+        let found = self
+            .by_key
+            .binary_search_by(|(k, _)| k.cmp(&domain))
+            .ok()
+            .map(|k| self.by_key[k].1)
+            .filter(|&i| self.domains.get(i).is_some_and(|d| d.key == domain));
+        let i = match found {
+            Some(i) => i,
+            // Added since the last refresh: not indexed yet.
+            None => self.domains.iter().position(|d| d.key == domain).ok_or(
+                SimHostError::NoSuchDomain {
+                    name: None,
+                    key: Some(domain),
+                },
+            )?,
+        };
+        let d = &mut self.domains[i];
         if !d.running {
             return Err(SimHostError::NotRunning {
                 name: d.name.clone(),
@@ -457,6 +554,7 @@ impl Host for SimHost {
                 pcpu: pcpu.0,
                 pcpus,
             })?;
+        v.only = Some(pcpu.0);
         self.placement_stale = true;
         Ok(())
     }

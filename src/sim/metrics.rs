@@ -26,6 +26,14 @@ impl SimHost {
             total += v.demand;
             largest = largest.max(v.demand);
         }
+        // The host's own load stays where it is: the largest vCPU lands at best beside
+        // the least of it, and no placement empties the busiest host pCPU.
+        let (least, most) = self
+            .host_load
+            .iter()
+            .fold((f64::INFINITY, 0.0_f64), |(l, m), &h| (l.min(h), m.max(h)));
+        total += self.host_load.iter().sum::<f64>();
+        let largest = (largest + least.min(1.0)).max(most);
         (busiest, bound(largest, total, self.pcpus))
     }
 
@@ -55,6 +63,9 @@ impl SimHost {
         }
         let mut total = vec![0.0; nodes];
         let mut largest = vec![0.0_f64; nodes];
+        for (p, &h) in self.host_load.iter().enumerate() {
+            total[self.node_of(p)] += h;
+        }
         for (v, &p) in self.running().zip(placement.iter()) {
             let n = self.node_of(p as usize);
             total[n] += v.demand;
@@ -185,7 +196,7 @@ impl SimHost {
         }
         let mut placement = Vec::with_capacity(self.placement.capacity());
         let mut load = vec![0.0; self.pcpus];
-        place(&self.domains, &mut placement, &mut load);
+        place(&self.domains, &self.host_load, &mut placement, &mut load);
         (Cow::Owned(placement), Cow::Owned(load))
     }
 

@@ -9,6 +9,8 @@ use crate::host::DomainKey;
 pub(super) struct SimVcpu {
     pub(super) demand: f64,
     pub(super) affinity: CpuMap,
+    /// `affinity.only()`, kept beside it: read for every vCPU every tick.
+    pub(super) only: Option<u32>,
     /// Measured cumulative time (noise included): what the scheduler reads.
     pub(super) cpu_time_ns: u64,
     /// Measured cumulative run-queue delay (noise included): demand − share, summed.
@@ -26,6 +28,7 @@ impl SimVcpu {
     pub(super) fn new(demand: f64, affinity: CpuMap, first: u32) -> SimVcpu {
         SimVcpu {
             demand,
+            only: affinity.only().map(pcpu_u32),
             affinity,
             cpu_time_ns: 0,
             delay_ns: 0,

@@ -20,6 +20,9 @@ impl SimHost {
             to_fractions(&d.demands_pct, &mut fractions);
             host.add_domain_with_memory(&d.name, &fractions, &d.affinity, d.mem_node)?;
         }
+        for h in &sc.host {
+            host.set_host_load(h.pcpu, h.pct / 100.0)?;
+        }
         Ok(host)
     }
 
@@ -41,6 +44,7 @@ impl SimHost {
                     .map(|_| ())
             }
             Action::Stop { name } => self.stop_domain(name).map(|_| ()),
+            Action::Host(h) => self.set_host_load(h.pcpu, h.pct / 100.0),
         }
     }
 }

@@ -12,26 +12,42 @@ use crate::topology::Topology;
 /// siblings get 0.65 each of what one thread alone would do.
 pub const SMT_ALL_BUSY: f64 = 1.3;
 
-/// One running vCPU in the per-interval sharing pass.
+/// One running vCPU, or the host's own load on a pCPU, in the per-interval sharing pass.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Slot {
     pcpu: u32,
     demand: f64,
+    /// The domain's index, or [`HOST`] for the host's own load.
     domain: u32,
     vcpu: u32,
 }
 
-/// Water-fill every pCPU among the vCPUs `placement` puts on it, store each running
-/// vCPU's share in its `usage`, and each pCPU's busy fraction (the sum of its shares)
-/// in `busy`. `slots` is the caller's reused buffer.
+/// The slot of the host's own load on a pCPU.
+const HOST: u32 = u32::MAX;
+
+/// Water-fill every pCPU among the vCPUs `placement` puts on it and the host's own load
+/// there (`host`, which competes for the pCPU like one more thread), store each running
+/// vCPU's share in its `usage`, what the host got in `host_got`, and each pCPU's busy
+/// fraction (the sum of its shares) in `busy`. `slots` is the caller's reused buffer.
 pub(super) fn share(
     domains: &mut [SimDomain],
     placement: &[u32],
+    host: &[f64],
     slots: &mut Vec<Slot>,
     busy: &mut [f64],
+    host_got: &mut [f64],
 ) {
     busy.fill(0.0);
+    host_got.fill(0.0);
     slots.clear();
+    for (p, &h) in host.iter().enumerate().filter(|&(_, &h)| h > 0.0) {
+        slots.push(Slot {
+            pcpu: pcpu_u32(p),
+            demand: h,
+            domain: HOST,
+            vcpu: 0,
+        });
+    }
     let mut k = 0;
     for (di, d) in domains.iter().enumerate().filter(|(_, d)| d.running) {
         for (vi, v) in d.vcpus.iter().enumerate() {
@@ -53,7 +69,11 @@ pub(super) fn share(
             let got = s.demand.min(left / (group.len() - i) as f64).max(0.0);
             left -= got;
             busy[s.pcpu as usize] += got;
-            domains[s.domain as usize].vcpus[s.vcpu as usize].usage = got;
+            if s.domain == HOST {
+                host_got[s.pcpu as usize] = got;
+            } else {
+                domains[s.domain as usize].vcpus[s.vcpu as usize].usage = got;
+            }
         }
     }
 }
@@ -130,14 +150,21 @@ pub(super) fn core_work(threads: u32, sum: f64, max: f64) -> f64 {
 }
 
 /// The placement model (see the module docs): fills `placement` with the pCPU of every
-/// running vCPU in model order and `load` with the demand placed on each pCPU.
-pub(super) fn place(domains: &[SimDomain], placement: &mut Vec<u32>, load: &mut [f64]) {
-    load.fill(0.0);
+/// running vCPU in model order and `load` with the demand placed on each pCPU. The
+/// host's own load (`host`) is there first: unpinned vCPUs avoid it as they avoid
+/// each other.
+pub(super) fn place(
+    domains: &[SimDomain],
+    host: &[f64],
+    placement: &mut Vec<u32>,
+    load: &mut [f64],
+) {
+    load.copy_from_slice(host);
     placement.clear();
     let running = || domains.iter().filter(|d| d.running).flat_map(|d| &d.vcpus);
     // Pinned vCPUs first: they go where they must. Others get a placeholder for now.
     for v in running() {
-        match v.affinity.only() {
+        match v.only.map(|p| p as usize) {
             Some(p) => {
                 load[p] += v.demand;
                 placement.push(pcpu_u32(p));

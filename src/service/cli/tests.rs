@@ -140,7 +140,10 @@ fn the_table_is_in_id_order_with_unique_names() {
 fn with_file(text: &str, extra: &[&str]) -> Result<Config, String> {
     let dir = std::env::temp_dir().join(format!("vcs-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("s{}", text.len() + extra.len()));
+    // One name per call: the tests run in parallel threads of one process.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = dir.join(format!("s{n}"));
     std::fs::write(&file, text).unwrap();
     let mut v = vec!["--config".to_owned(), file.to_str().unwrap().to_owned()];
     v.extend(extra.iter().map(|s| s.to_string()));

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::trace::Trace;
-use crate::scheduler::sample::DemandMode;
+use crate::scheduler::sample::{DemandMode, PCPU_READS_PER_TICK};
 use crate::sim::scenario::{MAX_NODES, MAX_THREADS, Shape};
 use crate::topology::Topology;
 
@@ -158,9 +158,10 @@ fn write_all(out: &mut String, a: &About, t: &Trace, status: Status) -> std::fmt
     match t.source {
         Some(DemandMode::Measured) => writeln!(
             out,
-            "# host lines: load no recorded vcpu explains, inferred where a pcpu was full\n\
-             #   (pcpu times are not read when demand is measured; the daemon does not\n\
-             #   read them either)"
+            "# host lines: load no recorded vcpu explains: pcpu busy time minus the usage\n\
+             #   of the recorded vcpus there, for the {PCPU_READS_PER_TICK} pcpus read each tick in turn (as\n\
+             #   the daemon reads them when demand is measured); else inferred where a\n\
+             #   pcpu was full"
         )?,
         _ => writeln!(
             out,

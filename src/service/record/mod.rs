@@ -78,7 +78,7 @@ impl Recorder {
         let s = &self.sampler;
         self.trace
             .observe(tick, host, &self.units, &s.pcpu_busy, s.mode);
-        self.sampler.commit(&self.units);
+        self.sampler.commit(&mut self.units);
         Ok(())
     }
 

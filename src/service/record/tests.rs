@@ -73,12 +73,13 @@ fn events(sc: &Scenario) -> Vec<(u64, String, String, Vec<f64>)> {
         .iter()
         .map(|e| {
             let (kind, name, d) = match &e.action {
-                Action::Load { name, demands_pct } => ("load", name, demands_pct.clone()),
-                Action::Vcpus { name, demands_pct } => ("vcpus", name, demands_pct.clone()),
-                Action::Start(d) => ("start", &d.name, d.demands_pct.clone()),
-                Action::Stop { name } => ("stop", name, Vec::new()),
+                Action::Load { name, demands_pct } => ("load", name.clone(), demands_pct.clone()),
+                Action::Vcpus { name, demands_pct } => ("vcpus", name.clone(), demands_pct.clone()),
+                Action::Start(d) => ("start", d.name.clone(), d.demands_pct.clone()),
+                Action::Stop { name } => ("stop", name.clone(), Vec::new()),
+                Action::Host(h) => ("host", h.pcpu.to_string(), vec![h.pct]),
             };
-            (e.tick, kind.to_owned(), name.clone(), d)
+            (e.tick, kind.to_owned(), name, d)
         })
         .collect();
     out.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
@@ -375,10 +376,9 @@ fn a_recording_stopped_before_its_first_interval_still_parses() {
     assert_eq!(sc.ticks, 1);
 }
 
-/// Load no vCPU explains, recorded as `host` lines and replayed as the planner's
+/// Load no vCPU explains, recorded as `host` lines and replayed as the
 /// simulator models it.
 #[test]
-#[ignore = "needs the simulator's host lines (branch i15-plan): un-ignore after the merge"]
 fn host_load_round_trips() {
     let truth = parse(
         "pcpus 2\nticks 12\ndelay off\nvm a 40 pin 0\nvm b 30 pin 1\nhost 1 40\nat 6 host 1 0\n",

@@ -60,6 +60,9 @@ struct PcpuSums {
     pinned: u32,
     /// A vCPU allowed on several pCPUs last ran here: its usage may be anywhere.
     floating: bool,
+    /// A vCPU here has no measured interval yet (its domain just started, or it was
+    /// hotplugged): what it ran is in the pCPU's busy time but not in `usage`.
+    unmeasured: bool,
 }
 
 /// The recording so far: the lines after the header, and what they were written from.
@@ -216,7 +219,15 @@ impl Trace {
         let (tick, vcpus, mode) = (seen.tick, seen.vcpus, seen.mode);
         // Every vCPU needs a measured interval (a new domain or vCPU has none yet; a
         // vCPU whose delay could not be read this tick falls back): else wait a tick.
-        if tick == 0 || !vcpus.iter().all(|u| value(u, mode).is_some()) {
+        if tick == 0 {
+            return;
+        }
+        if !vcpus.iter().all(|u| value(u, mode).is_some()) {
+            for u in vcpus {
+                if let Some(p) = u.pinned_to.or(u.last_ran_on) {
+                    self.sums[p.index()].unmeasured = true;
+                }
+            }
             return;
         }
         for u in vcpus {
@@ -351,13 +362,17 @@ impl Trace {
     /// (all pinned to it) wanted clearly more than they got was full, so whatever they
     /// did not get went to someone else; one whose vCPUs got what they wanted had room
     /// for at most what they left, so a host load written earlier above that is lowered
-    /// to it. A pCPU with a vCPU free to run elsewhere, or none, tells nothing.
+    /// to it. A pCPU with a vCPU free to run elsewhere, or none, or one not measured
+    /// over the whole interval, tells nothing.
     fn host_tick(&mut self, tick: u64, busy: &[Option<f64>], mode: DemandMode) {
         if tick == 0 {
             return;
         }
         for p in 0..self.pcpus {
             let s = self.sums[p];
+            if s.unmeasured {
+                continue;
+            }
             let h = &mut self.host[p];
             let raw = match busy.get(p).copied().flatten() {
                 Some(b) => Some((b - s.usage).clamp(0.0, 1.0)),

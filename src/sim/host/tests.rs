@@ -166,3 +166,29 @@ fn steady_state_buffers_do_not_grow() {
     assert_eq!((h.placement.capacity(), h.slots.capacity()), caps);
     assert_eq!(out.capacity(), 40);
 }
+
+/// Load from outside any domain competes for its pCPU like one more thread, and shows
+/// as busy time the vCPUs did not use.
+#[test]
+fn host_load_takes_its_share_and_reads_as_busy_time() {
+    use crate::host::PcpuTimes;
+    let mut h = SimHost::new(2);
+    h.add_domain("busy", &[1.0], &one(2, 0)).unwrap();
+    h.add_domain("light", &[0.1], &one(2, 1)).unwrap();
+    h.set_host_load(0, 0.8).unwrap();
+    h.advance(SEC);
+    // Water-filling: 0.8 and 1.0 on one pCPU get half each.
+    assert!((usage(&h, "busy", 0) - 0.5).abs() < 1e-12);
+    assert!((h.host_got(0).unwrap() - 0.5).abs() < 1e-12);
+    assert!((usage(&h, "light", 0) - 0.1).abs() < 1e-12);
+    let mut t = PcpuTimes::default();
+    assert!(h.sample_pcpu(0, &mut t).unwrap());
+    assert_eq!((t.busy_ns, t.total_ns), (SEC, SEC));
+    assert!(h.sample_pcpu(1, &mut t).unwrap());
+    assert_eq!(t.busy_ns, SEC / 10, "only the light vCPU ran there");
+    // Unpinned vCPUs avoid it as they avoid each other.
+    h.add_domain("free", &[0.5], &all(2)).unwrap();
+    h.advance(SEC);
+    assert_eq!(h.vcpu("free", 0).unwrap().ran_on, PcpuId(1));
+    assert!(h.set_host_load(2, 0.1).is_err() && h.set_host_load(0, 1.5).is_err());
+}

@@ -17,7 +17,14 @@
 //! at 12 start cache 90 pin 1    # a domain appears
 //! at 15 stop db                 # a domain disappears
 //! at 20 vcpus web 20,20,50      # vCPU hotplug: web now has three vCPUs
+//! host 0 80                     # load from outside any domain: 80 % of pCPU 0
+//! at 25 host 0 10               # from tick 25: 10 % of it
 //! ```
+//!
+//! `host PCPU PCT` is load that no domain carries (a storage daemon, a backup job,
+//! QEMU's I/O threads): the simulated host shows it as busy time of that pCPU that the
+//! vCPUs did not use, and it competes for the pCPU like one more thread, so the vCPUs
+//! there get less. One `host` line per pCPU; `at T host` changes it.
 //!
 //! Ticks count from 1; an event `at T` takes effect before the interval of tick `T` runs,
 //! so tick `T`'s measurement already sees it. Events of one tick apply in file order.
@@ -29,6 +36,10 @@
 //! agree with it when there is one, whichever comes first. Without it the host is flat:
 //! one node (0), one thread per core. `mem NODE` on a `vm` or `at … start` line (after
 //! the demands, before or after `pin`) names the node holding the domain's memory.
+//!
+//! Limits, so that no file can ask for unbounded time or memory: a file of at most
+//! [`MAX_SCENARIO_BYTES`], at most [`MAX_TICKS`] ticks, [`MAX_PCPUS`] pCPUs,
+//! [`MAX_DOMAIN_VCPUS`] vCPUs per domain and [`MAX_VCPUS`] vCPUs running at once.
 //!
 //! Any mistake rejects the file with a [`ScenarioError`] whose `Display` is one line,
 //! `FILE:LINE: reason`. Nothing here runs the simulation; see [`crate::service::simulate`].
@@ -58,6 +69,15 @@ pub const MAX_PCPUS: usize = crate::cpumap::MAX_CPUS;
 pub const MAX_NODES: usize = crate::topology::MAX_NODES;
 /// Most hardware threads per core a `topology` line may give (SMT8 is the widest shipped).
 pub const MAX_THREADS: usize = 8;
+/// Most ticks a file may ask for: 1,000,000 (11.6 days of virtual time at one tick a
+/// second; the run's history is about 24 bytes a tick, 24 MB at most).
+pub const MAX_TICKS: u64 = 1_000_000;
+/// Most vCPUs of one domain: 4,096, KVM's limit (`KVM_MAX_VCPUS` on x86-64).
+pub const MAX_DOMAIN_VCPUS: usize = 4096;
+/// Most vCPUs running at once: 65,536, eight times the largest host of the bench (256
+/// pCPUs × 32 vCPUs); a tick of the simulated host and the scheduler over that many
+/// takes well under a second.
+pub const MAX_VCPUS: usize = 65_536;
 
 /// A checked scenario: every name, count and tick in it is consistent.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +94,8 @@ pub struct Scenario {
     pub reports_delay: bool,
     /// Domains running from the start, in file order.
     pub domains: Vec<DomainSpec>,
+    /// Load from outside any domain on some pCPUs from the start (`host` lines).
+    pub host: Vec<HostLoad>,
     /// In the order they apply: by tick, then by line.
     pub events: Vec<Event>,
 }
@@ -119,6 +141,13 @@ impl fmt::Display for Shape {
     }
 }
 
+/// `host PCPU PCT`: load from outside any domain on one pCPU, percent of it (0–100).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostLoad {
+    pub pcpu: usize,
+    pub pct: f64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Applies before the interval of this tick (1-based).
@@ -145,6 +174,8 @@ pub enum Action {
     Stop {
         name: String,
     },
+    /// The host's own load on one pCPU changes.
+    Host(HostLoad),
 }
 
 /// Why a scenario file was rejected. `Display`: `FILE:LINE: reason` (`FILE: reason` when
@@ -235,6 +266,9 @@ impl fmt::Display for Scenario {
         for d in &self.domains {
             writeln!(f, "vm {}", DomainLine(d))?;
         }
+        for h in &self.host {
+            writeln!(f, "host {} {}", h.pcpu, h.pct)?;
+        }
         for e in &self.events {
             write!(f, "at {} ", e.tick)?;
             match &e.action {
@@ -246,6 +280,7 @@ impl fmt::Display for Scenario {
                 }
                 Action::Start(d) => writeln!(f, "start {}", DomainLine(d))?,
                 Action::Stop { name } => writeln!(f, "stop {name}")?,
+                Action::Host(h) => writeln!(f, "host {} {}", h.pcpu, h.pct)?,
             }
         }
         Ok(())

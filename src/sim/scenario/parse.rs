@@ -1,9 +1,11 @@
 //! The line parser behind [`Scenario::parse`]: one directive at a time into [`Parser`],
 //! then [`Parser::finish`] checks the whole (names, counts, ticks) at once.
 
+use std::collections::HashMap;
+
 use super::{
-    Action, DEFAULT_SEED, DEFAULT_TICKS, DomainSpec, Event, MAX_NODES, MAX_PCPUS, MAX_THREADS,
-    Scenario, Shape,
+    Action, DEFAULT_SEED, DEFAULT_TICKS, DomainSpec, Event, HostLoad, MAX_DOMAIN_VCPUS, MAX_NODES,
+    MAX_PCPUS, MAX_THREADS, MAX_TICKS, MAX_VCPUS, Scenario, Shape,
 };
 use crate::cpumap::CpuMap;
 
@@ -17,6 +19,8 @@ pub(super) struct Parser {
     seed: Option<(u64, usize)>,
     delay: Option<(bool, usize)>,
     domains: Vec<(DomainSpec, usize)>,
+    /// `host PCPU PCT` lines, each with its line.
+    host: Vec<(HostLoad, usize)>,
     events: Vec<Event>,
 }
 
@@ -56,6 +60,9 @@ impl Parser {
                 if n == 0 {
                     return Err("ticks must be at least 1".into());
                 }
+                if n > MAX_TICKS {
+                    return Err(format!("ticks {n} is over {MAX_TICKS}"));
+                }
                 set_once(&mut self.ticks, n, line, "ticks")
             }
             "noise" => {
@@ -83,6 +90,18 @@ impl Parser {
                 self.domains.push((d, line));
                 Ok(())
             }
+            "host" => {
+                let pcpus = self.pcpus_for("host")?;
+                let load = host_load(args, pcpus)?;
+                if let Some((_, first)) = self.host.iter().find(|(h, _)| h.pcpu == load.pcpu) {
+                    return Err(format!(
+                        "host load of pcpu {} already given on line {first} (use at T host to change it)",
+                        load.pcpu
+                    ));
+                }
+                self.host.push((load, line));
+                Ok(())
+            }
             "at" => {
                 let pcpus = self.pcpus_for("at")?;
                 let (tick, rest) = args.split_first().ok_or("at needs a tick and an action")?;
@@ -95,7 +114,7 @@ impl Parser {
                 Ok(())
             }
             other => Err(format!(
-                "unknown keyword {other:?} (expected pcpus, topology, ticks, noise, seed, delay, vm or at)"
+                "unknown keyword {other:?} (expected pcpus, topology, ticks, noise, seed, delay, vm, host or at)"
             )),
         }
     }
@@ -150,26 +169,37 @@ impl Parser {
                 ),
             ));
         }
-        // Name and vCPU count of each running domain, as the events unfold.
-        let mut running: Vec<(&str, usize)> = self
-            .domains
-            .iter()
-            .map(|(d, _)| (d.name.as_str(), d.demands_pct.len()))
-            .collect();
+        // vCPU count of each running domain, and of all of them, as the events unfold.
+        let mut running: HashMap<&str, usize> = HashMap::new();
+        let mut vcpus_now = 0usize;
+        let too_many = |line: usize, n: usize| {
+            (
+                Some(line),
+                format!("{n} vcpus would run at once, over {MAX_VCPUS}"),
+            )
+        };
+        for (d, line) in &self.domains {
+            running.insert(d.name.as_str(), d.demands_pct.len());
+            vcpus_now += d.demands_pct.len();
+            if vcpus_now > MAX_VCPUS {
+                return Err(too_many(*line, vcpus_now));
+            }
+        }
         for e in &self.events {
             let at = |msg: String| (Some(e.line), msg);
             match &e.action {
                 Action::Start(d) => {
-                    if running.iter().any(|(n, _)| *n == d.name) {
+                    if running.contains_key(d.name.as_str()) {
                         return Err(at(format!(
                             "start of {:?}, which is already running at tick {}",
                             d.name, e.tick
                         )));
                     }
-                    running.push((&d.name, d.demands_pct.len()));
+                    running.insert(&d.name, d.demands_pct.len());
+                    vcpus_now += d.demands_pct.len();
                 }
                 Action::Load { name, demands_pct } => {
-                    let Some(&(_, vcpus)) = running.iter().find(|(n, _)| n == name) else {
+                    let Some(&vcpus) = running.get(name.as_str()) else {
                         return Err(at(format!(
                             "load of unknown vm {name:?} (not running at tick {})",
                             e.tick
@@ -183,23 +213,28 @@ impl Parser {
                     }
                 }
                 Action::Vcpus { name, demands_pct } => {
-                    let Some(slot) = running.iter_mut().find(|(n, _)| n == name) else {
+                    let Some(slot) = running.get_mut(name.as_str()) else {
                         return Err(at(format!(
                             "vcpus of unknown vm {name:?} (not running at tick {})",
                             e.tick
                         )));
                     };
-                    slot.1 = demands_pct.len();
+                    vcpus_now = vcpus_now - *slot + demands_pct.len();
+                    *slot = demands_pct.len();
                 }
                 Action::Stop { name } => {
-                    let Some(i) = running.iter().position(|(n, _)| n == name) else {
+                    let Some(vcpus) = running.remove(name.as_str()) else {
                         return Err(at(format!(
                             "stop of unknown vm {name:?} (not running at tick {})",
                             e.tick
                         )));
                     };
-                    running.remove(i);
+                    vcpus_now -= vcpus;
                 }
+                Action::Host(_) => {}
+            }
+            if vcpus_now > MAX_VCPUS {
+                return Err(too_many(e.line, vcpus_now));
             }
         }
         Ok(Scenario {
@@ -210,6 +245,7 @@ impl Parser {
             seed: self.seed.map_or(DEFAULT_SEED, |(s, _)| s),
             reports_delay: self.delay.is_none_or(|(on, _)| on),
             domains: self.domains.into_iter().map(|(d, _)| d).collect(),
+            host: self.host.into_iter().map(|(h, _)| h).collect(),
             events: self.events,
         })
     }
@@ -386,12 +422,30 @@ fn event_action(args: &[&str], pcpus: usize) -> Result<Action, String> {
                 name: (*name).to_owned(),
             })
         }
+        ["host", rest @ ..] => Ok(Action::Host(host_load(rest, pcpus)?)),
         ["stop", _, extra, ..] => Err(format!("unexpected {extra:?} after the name")),
         ["stop"] => Err("stop needs a name".into()),
         [other, ..] => Err(format!(
-            "unknown action {other:?} (expected load, vcpus, start or stop)"
+            "unknown action {other:?} (expected load, vcpus, start, stop or host)"
         )),
         [] => Err("at needs a tick and an action".into()),
+    }
+}
+
+/// `PCPU PCT` of a `host` line: load from outside any domain on that pCPU.
+fn host_load(args: &[&str], pcpus: usize) -> Result<HostLoad, String> {
+    match args {
+        [pcpu, pct] => {
+            let p = parse_int(pcpu, "host pcpu")?;
+            let pcpu = usize::try_from(p)
+                .ok()
+                .filter(|&p| p < pcpus)
+                .ok_or_else(|| format!("host pcpu {p} is out of range 0-{}", pcpus - 1))?;
+            let pct = parse_pct(pct, "host load")?;
+            Ok(HostLoad { pcpu, pct })
+        }
+        [_, _, extra, ..] => Err(format!("unexpected {extra:?} after the host load")),
+        _ => Err("host needs a pcpu and a load %, e.g. `host 0 80`".into()),
     }
 }
 
@@ -408,8 +462,14 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Comma-separated percentages, one per vCPU.
+/// Comma-separated percentages, one per vCPU (at most [`MAX_DOMAIN_VCPUS`]).
 fn parse_demands(s: &str) -> Result<Vec<f64>, String> {
+    let n = s.split(',').count();
+    if n > MAX_DOMAIN_VCPUS {
+        return Err(format!(
+            "{n} demands: a domain has at most {MAX_DOMAIN_VCPUS} vcpus"
+        ));
+    }
     s.split(',')
         .enumerate()
         .map(|(vcpu, d)| {

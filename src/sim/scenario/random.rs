@@ -17,6 +17,7 @@ pub fn flat(rng: &mut SplitMix64, seed: u64) -> Scenario {
         seed,
         reports_delay: true,
         domains: domains(rng, pcpus),
+        host: Vec::new(),
         events: Vec::new(),
     }
 }
@@ -88,6 +89,7 @@ pub fn shaped(rng: &mut SplitMix64, seed: u64) -> Scenario {
         seed,
         reports_delay: true,
         domains,
+        host: Vec::new(),
         events: Vec::new(),
     }
 }

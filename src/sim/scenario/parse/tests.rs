@@ -331,6 +331,35 @@ fn every_error_names_file_line_and_reason() {
             "pcpus 4\nvm a 50 mem 0 x\n",
             "t.scn:2: unexpected \"x\" after the mem node",
         ),
+        (
+            "pcpus 4\nhost 4 50\n",
+            "t.scn:2: host pcpu 4 is out of range 0-3",
+        ),
+        (
+            "pcpus 4\nhost 0 101\n",
+            "t.scn:2: host load 101 is outside 0-100",
+        ),
+        (
+            "pcpus 4\nhost 0\n",
+            "t.scn:2: host needs a pcpu and a load %",
+        ),
+        (
+            "pcpus 4\nhost 0 5 6\n",
+            "t.scn:2: unexpected \"6\" after the host load",
+        ),
+        (
+            "pcpus 4\nhost 1 5\nhost 1 7\n",
+            "t.scn:3: host load of pcpu 1 already given on line 2",
+        ),
+        (
+            "pcpus 4\nvm a 5\nat 2 host 9 5\n",
+            "t.scn:3: host pcpu 9 is out",
+        ),
+        ("host 0 5\n", "t.scn:1: host before pcpus"),
+        (
+            "pcpus 4\nticks 4000000000\n",
+            "t.scn:2: ticks 4000000000 is over 1000000",
+        ),
     ];
     for (text, want) in cases {
         let got = parse(text).expect_err(text);
@@ -352,4 +381,54 @@ fn a_missing_file_is_one_line_too() {
         "{msg}"
     );
     assert!(!msg.contains('\n'));
+}
+
+#[test]
+fn host_load_lines_parse_and_round_trip() {
+    let s =
+        parse("pcpus 4\nticks 20\nhost 0 80\nvm a 50\nat 5 host 0 10\nat 6 host 3 25.5\n").unwrap();
+    assert_eq!(s.host, vec![HostLoad { pcpu: 0, pct: 80.0 }]);
+    assert_eq!(
+        s.events[0].action,
+        Action::Host(HostLoad { pcpu: 0, pct: 10.0 })
+    );
+    assert_eq!(
+        s.events[1].action,
+        Action::Host(HostLoad { pcpu: 3, pct: 25.5 })
+    );
+    let text = s.to_string();
+    assert!(
+        text.contains("\nhost 0 80\n") && text.contains("\nat 6 host 3 25.5\n"),
+        "{text}"
+    );
+    let back = parse(&text).unwrap();
+    assert_eq!(back.host, s.host);
+    let actions = |s: &Scenario| {
+        s.events
+            .iter()
+            .map(|e| e.action.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(actions(&back), actions(&s), "{text}");
+}
+
+#[test]
+fn a_file_asks_for_bounded_time_and_memory() {
+    // A domain of more vCPUs than KVM allows, and more vCPUs at once than the limit.
+    let wide = format!(
+        "pcpus 4\nvm a {}\n",
+        vec!["1"; MAX_DOMAIN_VCPUS + 1].join(",")
+    );
+    let got = parse(&wide).unwrap_err();
+    assert!(got.contains("a domain has at most 4096 vcpus"), "{got}");
+    let mut many = String::from("pcpus 4\n");
+    let full = vec!["1"; MAX_DOMAIN_VCPUS].join(",");
+    for d in 0..=(MAX_VCPUS / MAX_DOMAIN_VCPUS) {
+        many.push_str(&format!("vm d{d} {full}\n"));
+    }
+    let got = parse(&many).unwrap_err();
+    assert!(got.contains("vcpus would run at once, over 65536"), "{got}");
+    // At the limits, the file is accepted.
+    let at_limit = format!("pcpus 4\nticks {MAX_TICKS}\nvm a {full}\n");
+    assert_eq!(parse(&at_limit).unwrap().ticks, MAX_TICKS);
 }

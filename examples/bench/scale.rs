@@ -1,0 +1,101 @@
+//! The cost of the scheduler's own tick on large simulated hosts: each
+//! `Scheduler::tick` timed alone (the host model's interval is not counted), demand
+//! measured, 30 ticks, from a start with every domain pinned to one of the first eighth
+//! of the pCPUs. Timed in CPU time of the thread (`CLOCK_THREAD_CPUTIME_ID`), so other
+//! work on the machine does not count; the wall time of the worst tick beside it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use vcpu_scheduler::cpumap::CpuMap;
+use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
+use vcpu_scheduler::service::simulate::INTERVAL_NS;
+use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario};
+use vcpu_scheduler::sim::{SimHost, SplitMix64};
+
+pub fn run(dir: &Path) -> Result<(), String> {
+    println!("## Scale (scheduler tick alone, demand measured)");
+    println!();
+    println!(
+        "| host | ticks | total CPU | worst tick CPU | steady tick CPU (last 10) | migrations | max_over_bound |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let large = Scenario::load(&dir.join("large-500x4.scn")).map_err(|e| e.to_string())?;
+    // 2,000 domains of 4 vCPUs on 256 pCPUs, each domain pinned to one of pCPUs 0-31,
+    // demands uniform in 0-5 % (about 78 % of the host).
+    let mut rng = SplitMix64::new(0x256_8000);
+    let huge = Scenario {
+        pcpus: 256,
+        topology: None,
+        ticks: 30,
+        noise_pct: 0.0,
+        seed: 1,
+        reports_delay: true,
+        domains: (0..2000)
+            .map(|d| DomainSpec {
+                name: format!("d{d:04}"),
+                demands_pct: (0..4).map(|_| rng.range(0, 5) as f64).collect(),
+                affinity: CpuMap::parse_list(&(d % 32).to_string(), 256)
+                    .unwrap_or_else(|_| CpuMap::all(256)),
+                mem_node: None,
+            })
+            .collect(),
+        host: Vec::new(),
+        events: Vec::new(),
+    };
+    for (label, sc) in [
+        (
+            "500 domains x 4 vCPUs on 64 pCPUs (large-500x4.scn)",
+            &large,
+        ),
+        ("2,000 domains x 4 vCPUs on 256 pCPUs", &huge),
+    ] {
+        let host = SimHost::from_scenario(sc).map_err(|e| e.to_string())?;
+        let cfg = SchedConfig {
+            params: crate::params(),
+            ..SchedConfig::default()
+        };
+        let mut sched = Scheduler::new(host, cfg);
+        sched.tick().map_err(|e| e.to_string())?;
+        let (mut total, mut worst, mut last10) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let mut worst_wall = Duration::ZERO;
+        for k in 0..sc.ticks {
+            sched.host_mut().advance(INTERVAL_NS);
+            let (t, wall) = (thread_cpu(), Instant::now());
+            sched.tick().map_err(|e| e.to_string())?;
+            let took = thread_cpu().saturating_sub(t);
+            worst_wall = worst_wall.max(wall.elapsed());
+            total += took;
+            worst = worst.max(took);
+            if k + 10 >= sc.ticks {
+                last10 += took;
+            }
+        }
+        println!(
+            "| {label} | {} | {:.1} ms | {:.2} ms ({:.2} ms wall) | {:.3} ms | {} | {:.3} |",
+            sc.ticks,
+            total.as_secs_f64() * 1e3,
+            worst.as_secs_f64() * 1e3,
+            worst_wall.as_secs_f64() * 1e3,
+            last10.as_secs_f64() * 1e3 / 10.0,
+            sched.migrations(),
+            sched.host().max_over_bound(),
+        );
+    }
+    Ok(())
+}
+
+/// CPU time this thread has used. The bench's one `unsafe`: std has no thread clock.
+#[allow(unsafe_code)]
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a timespec we own.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    if r != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}

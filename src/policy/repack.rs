@@ -1,0 +1,147 @@
+//! Largest first: the vCPUs that must be pinned anyway placed one by one, largest
+//! demand first, each where it adds least to the cost, within its domain's home
+//! nodes; and the same for every vCPU at once, from scratch, which is how the plan
+//! gets off a plateau that no single change can leave (on hosts of up to
+//! [`SCRATCH_VCPUS`]).
+//!
+//! "Where it adds least" counts the migration: a vCPU's own pCPU is cheaper by its
+//! price, so among placements about as good the one that keeps vCPUs where they are
+//! wins, and the from-scratch placement moves few vCPUs when few need to move. The
+//! cheapest pCPU of a pool is found in O(log pCPUs) by two heaps (lowest slope, lowest
+//! load), so placing `n` vCPUs costs `n log n + n log pCPUs`.
+
+use super::heap::Heap;
+use super::home::in_pool;
+use super::state::Scratch;
+use super::types::TIE;
+
+/// Place the movable items that are planned nowhere (they must be pinned anyway).
+pub(super) fn place_forced(s: &mut Scratch) {
+    let mut order = std::mem::take(&mut s.order);
+    order.clear();
+    order.extend((0..s.item.len()).filter(|&i| s.item[i].movable && s.item[i].at.is_none()));
+    place(s, &mut order, Toward::Pins);
+    s.order = order;
+}
+
+/// The most vCPUs a placement from scratch is tried for: 1,024, every vCPU of all but
+/// large hosts. Plateaus that no single change leaves come from vCPUs as large as a
+/// good part of a pCPU; a host with more vCPUs than this has them fine grained enough
+/// for the local search (and the from-scratch placement, tried there, never won).
+pub const SCRATCH_VCPUS: usize = 1024;
+
+/// Which placement a placement from scratch leans towards, where choices cost about
+/// the same: the pins as they are (staying costs no migration), or the one the local
+/// search found (the one the next tick would start from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Toward {
+    Pins,
+    Saved,
+}
+
+/// Take every movable item off and place them all again, largest first. The plan as it
+/// stands must be saved in slot 0. vCPUs whose demand is a guess stay where they are:
+/// only a move that pays whatever they want may move them (`cost.rs`).
+pub(super) fn from_scratch(s: &mut Scratch, toward: Toward) {
+    let mut order = std::mem::take(&mut s.order);
+    order.clear();
+    for i in 0..s.item.len() {
+        if s.item[i].movable && s.item[i].at.is_some() && !s.item[i].uncertain {
+            s.take(i);
+            order.push(i);
+        }
+    }
+    place(s, &mut order, toward);
+    // A vCPU whose home has no allowed pCPU goes back where it was.
+    for &i in order.iter() {
+        if s.item[i].at.is_none()
+            && let Some(p) = s.saved[0].get(i).and_then(|x| x.0)
+        {
+            s.put(i, p);
+        }
+    }
+    s.order = order;
+}
+
+/// Place `items` (none planned anywhere), largest demand first, grouped by home (one
+/// pool of pCPUs per home), each onto its pool's cheapest pCPU.
+fn place(s: &mut Scratch, items: &mut [usize], toward: Toward) {
+    let w = &s.item;
+    items.sort_unstable_by(|&a, &b| {
+        w[a].home
+            .cmp(&w[b].home)
+            .then(w[b].demand.total_cmp(&w[a].demand))
+            .then(a.cmp(&b))
+    });
+    let mut start = 0;
+    while start < items.len() {
+        let home = s.item[items[start]].home;
+        let end = start + items[start..].partition_point(|&i| s.item[i].home == home);
+        place_pool(s, home, &items[start..end], toward);
+        start = end;
+    }
+}
+
+/// Place `items` (sorted largest first) on the pCPUs of one home.
+fn place_pool(s: &mut Scratch, home: u64, items: &[usize], toward: Toward) {
+    let n = s.pcpu.len();
+    let (mut by_slope, mut by_load) = (
+        std::mem::take(&mut s.pool[0]),
+        std::mem::take(&mut s.pool[1]),
+    );
+    by_slope.reset(n);
+    by_load.reset(n);
+    for p in (0..n).filter(|&p| in_pool(s, home, p)) {
+        key(s, &mut by_slope, &mut by_load, p);
+    }
+    for &i in items {
+        let (Some(a), Some(b)) = (by_slope.first(), by_load.first()) else {
+            break;
+        };
+        let lean = match toward {
+            Toward::Pins => s.item[i].orig,
+            Toward::Saved => s.saved[0].get(i).and_then(|x| x.0),
+        };
+        let own = lean.filter(|&o| in_pool(s, home, o));
+        let mut best: Option<(usize, f64)> = None;
+        for q in [a, b].into_iter().chain(own) {
+            let (terms, price) = s.move_terms(i, q);
+            // Leaning towards the saved placement: staying there is as cheap as home.
+            let bonus = if toward == Toward::Saved && Some(q) == own && s.item[i].orig != own {
+                s.item[i].price
+            } else {
+                0.0
+            };
+            let cost = terms.total() + price - bonus;
+            let better = match best {
+                None => true,
+                Some((b, c)) => {
+                    cost < c - TIE
+                        || (cost <= c + TIE && (s.pcpu[q].count, q) < (s.pcpu[b].count, b))
+                }
+            };
+            if better {
+                best = Some((q, cost));
+            }
+        }
+        let Some((q, _)) = best else { continue };
+        s.put(i, q);
+        // Its core's threads changed slope.
+        let (from, to) = s.core_threads(s.pcpu[q].core);
+        for k in from..to {
+            let p = s.threads[k];
+            if in_pool(s, home, p) {
+                key(s, &mut by_slope, &mut by_load, p);
+            }
+        }
+    }
+    s.pool = [by_slope, by_load];
+}
+
+/// pCPU `p`'s place in the pool's heaps: by slope and by load, ties to fewer vCPUs
+/// (so vCPUs of no demand spread out), then the lower index.
+fn key(s: &Scratch, by_slope: &mut Heap, by_load: &mut Heap, p: usize) {
+    let fewer = 2.0 * TIE * f64::from(s.pcpu[p].count);
+    by_slope.set(p, s.slope(p) + fewer);
+    by_load.set(p, s.pcpu[p].load + fewer);
+}
