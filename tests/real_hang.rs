@@ -348,3 +348,73 @@ fn it_stops_within_a_second_while_libvirtd_is_silent() {
     );
     assert_eq!(lines_with(&output, "did not answer"), 0, "{output}");
 }
+
+/// Under systemd the daemon's stderr is a socket (the journal's stream). The silence
+/// timer, ending an open that waits on a stopped libvirtd, shuts down the sockets that
+/// open created, and must not take the duplicate of stderr kept while the open runs
+/// for one of them: the lab host's libvirtd-hang case saw every line after the first
+/// "did not answer" lost that way. Here stderr is one end of a socket pair, libvirtd
+/// is stopped long enough for a reconnect attempt to be ended too (35 s), and the
+/// lines of that attempt and of the reconnect after SIGCONT must arrive.
+#[test]
+fn log_lines_on_a_socket_survive_an_ended_open() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+
+    let (_host, fleet, _n) = setup("sock");
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    let mut child = Command::new("timeout")
+        .args(["--kill-after=5", SCHEDULER_MAX_LIFE_S])
+        .arg(env!("CARGO_BIN_EXE_vcpu-scheduler"))
+        .args(["--connect", guests::URI, "--domain", &fleet.glob(), "1"])
+        .stdout(Stdio::null())
+        .stderr(std::os::fd::OwnedFd::from(theirs))
+        .spawn()
+        .expect("spawn vcpu-scheduler");
+    let lines = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let lines = Arc::clone(&lines);
+        thread::spawn(move || {
+            for l in BufReader::new(ours).lines().map_while(Result::ok) {
+                let mut s = lines.lock().unwrap();
+                s.push_str(&l);
+                s.push('\n');
+            }
+        })
+    };
+    let output = || lines.lock().unwrap().clone();
+    let up = Instant::now();
+    while !output().contains("connected to") {
+        assert!(
+            up.elapsed() < Duration::from_secs(20),
+            "not connected\n{}",
+            output()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let mut libvirtd = StoppedLibvirtd::stop();
+    thread::sleep(Duration::from_secs(35));
+    libvirtd.resume();
+    let continued = Instant::now();
+    while continued.elapsed() < REBALANCE_MAX && !output().contains("reconnected to") {
+        thread::sleep(Duration::from_millis(50));
+    }
+    // timeout(1) forwards SIGINT to the daemon.
+    let _ = kill("-INT", &child.id().to_string());
+    let status = child.wait().expect("wait for the scheduler");
+    let _ = reader.join();
+    let output = output();
+    eprintln!("FIGURES socket: stderr on a socket, libvirtd stopped 35 s:\n{output}");
+    assert!(status.success(), "exit {status}\n{output}");
+    assert_eq!(lines_with(&output, "did not answer"), 1, "{output}");
+    assert!(
+        output.contains("cannot reconnect to qemu:///system: no answer within 15 s"),
+        "the ended reconnect attempt's line is missing\n{output}"
+    );
+    assert!(
+        output.contains("reconnected to"),
+        "no reconnect line {REBALANCE_MAX:?} after SIGCONT\n{output}"
+    );
+}

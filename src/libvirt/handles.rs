@@ -114,19 +114,22 @@ impl Connection {
         })?;
         // A libvirtd that accepts the connection and then says nothing (stopped, hung)
         // would keep the open waiting forever: it is watched like any call.
-        let opening = silence::opening();
-        let raw = with_stderr_silenced(|| {
+        // Taken inside the stderr redirection, so that the duplicate of stderr it keeps
+        // (under systemd, the journal's socket) counts among the descriptors open
+        // before: only the sockets libvirt creates may be shut down.
+        let (raw, link) = with_stderr_silenced(|| {
+            let opening = silence::opening();
             // SAFETY: c_uri is a valid NUL-terminated string that outlives the call
             // (kept in a local); libvirt copies what it needs.
-            unsafe {
+            let raw = unsafe {
                 if read_only {
                     ffi::virConnectOpenReadOnly(c_uri.as_ptr())
                 } else {
                     ffi::virConnectOpen(c_uri.as_ptr())
                 }
-            }
+            };
+            (raw, opening.done(!raw.is_null()))
         });
-        let link = opening.done(!raw.is_null());
         Ok(Connection {
             ptr: check(raw, call)?,
             link,

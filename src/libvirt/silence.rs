@@ -74,7 +74,9 @@ use std::ffi::{c_int, c_void};
 use std::io;
 use std::ptr;
 use std::sync::Once;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::time::Duration;
 
 use super::ffi;
@@ -95,6 +97,8 @@ const STOP_GRACE_MS: u64 = 500;
 const FD_BITS: usize = 1024;
 /// The most sockets one connection is expected to create (one, for every transport).
 const MAX_SOCKETS: usize = 4;
+/// The most sockets open before an open that are remembered by identity.
+const MAX_OLD: usize = 64;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// The POSIX timer (`timer_t`), created once by [`enable`].
@@ -121,6 +125,13 @@ static SAMPLE_OK: AtomicBool = AtomicBool::new(false);
 /// A `virConnectOpen` is under way; `BEFORE` has the descriptors open when it began.
 static OPENING: AtomicBool = AtomicBool::new(false);
 static BEFORE: [AtomicU64; FD_BITS / 64] = [const { AtomicU64::new(0) }; FD_BITS / 64];
+/// Device and inode of the sockets open when the open began (the first [`MAX_OLD`]):
+/// a descriptor created since that refers to one of them is a duplicate (our stderr,
+/// dup'ed while the open silences it, is the journal's socket under systemd), never a
+/// connection to libvirtd, and is left alone.
+static OLD_DEV: [AtomicU64; MAX_OLD] = [const { AtomicU64::new(0) }; MAX_OLD];
+static OLD_INO: [AtomicU64; MAX_OLD] = [const { AtomicU64::new(0) }; MAX_OLD];
+static OLD_N: AtomicUsize = AtomicUsize::new(0);
 /// The current connection's sockets: descriptor (-1: none), device and inode (checked
 /// before a shutdown, so a descriptor number reused for something else is left alone).
 static SOCK_FD: [AtomicI32; MAX_SOCKETS] = [const { AtomicI32::new(-1) }; MAX_SOCKETS];
@@ -258,15 +269,23 @@ pub(super) fn opening() -> Opening {
         return Opening { waiting: None };
     }
     forget_sockets();
+    let mut old = 0;
     for (i, word) in BEFORE.iter().enumerate() {
         let mut bits = 0u64;
         for b in 0..64 {
-            if fd_open((i * 64 + b) as c_int) {
+            let fd = (i * 64 + b) as c_int;
+            if fd_open(fd) {
                 bits |= 1 << b;
+                if let Some((dev, ino)) = socket_identity(fd).filter(|_| old < MAX_OLD) {
+                    OLD_DEV[old].store(dev, Ordering::Relaxed);
+                    OLD_INO[old].store(ino, Ordering::Relaxed);
+                    old += 1;
+                }
             }
         }
         word.store(bits, Ordering::Relaxed);
     }
+    OLD_N.store(old, Ordering::SeqCst);
     FIRED_MS.store(0, Ordering::Relaxed);
     KEEPALIVE.store(false, Ordering::Relaxed);
     HEARD_MS.fetch_max(now_ms(), Ordering::SeqCst);
@@ -295,10 +314,10 @@ impl Opening {
         }
         let mut n = 0;
         for fd in 0..FD_BITS as c_int {
-            if n == MAX_SOCKETS || was_open(fd) {
-                continue;
+            if n == MAX_SOCKETS {
+                break;
             }
-            if let Some((dev, ino)) = socket_identity(fd) {
+            if let Some((dev, ino)) = new_socket(fd) {
                 SOCK_DEV[n].store(dev, Ordering::Relaxed);
                 SOCK_INO[n].store(ino, Ordering::Relaxed);
                 SOCK_FD[n].store(fd, Ordering::SeqCst);
@@ -382,6 +401,20 @@ extern "C" fn on_readable(_watch: c_int, _fd: c_int, _events: c_int, _opaque: *m
 fn was_open(fd: c_int) -> bool {
     let fd = fd as usize;
     BEFORE[fd / 64].load(Ordering::Relaxed) & (1 << (fd % 64)) != 0
+}
+
+/// Device and inode of `fd` if it is a socket that did not exist when the open began:
+/// a new descriptor, and not a duplicate of a socket open before. Async-signal-safe.
+fn new_socket(fd: c_int) -> Option<(u64, u64)> {
+    if was_open(fd) {
+        return None;
+    }
+    let (dev, ino) = socket_identity(fd)?;
+    let old = OLD_N.load(Ordering::SeqCst).min(MAX_OLD);
+    let dup = (0..old).any(|i| {
+        OLD_DEV[i].load(Ordering::Relaxed) == dev && OLD_INO[i].load(Ordering::Relaxed) == ino
+    });
+    (!dup).then_some((dev, ino))
 }
 
 fn fd_open(fd: c_int) -> bool {
@@ -521,9 +554,10 @@ fn shut_down_sockets() -> bool {
     }
     if OPENING.load(Ordering::SeqCst) {
         for fd in 0..FD_BITS as c_int {
-            if !was_open(fd) && socket_identity(fd).is_some() {
+            if new_socket(fd).is_some() {
                 // SAFETY: a socket created since virConnectOpen began, in this thread,
-                // so by libvirt for this open; shutdown leaves the descriptor open.
+                // so by libvirt for this open (not a duplicate of one we had before,
+                // such as stderr); shutdown leaves the descriptor open.
                 if unsafe { libc::shutdown(fd, libc::SHUT_RDWR) } == 0 {
                     any = true;
                 }
