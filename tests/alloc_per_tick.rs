@@ -5,7 +5,9 @@
 //! tick measures, plans and really pins something. Only what happens inside `tick()`
 //! is counted, and so is writing the `--metrics-file` the daemon writes after each tick.
 //! The second test does the same for `record`: its measurement and the file it writes.
-//! It sees Rust's heap only; libvirt's own mallocs need valgrind.
+//! It sees Rust's heap only; libvirt's own mallocs need valgrind. The watch for a silent
+//! libvirtd (`silence.rs`) is on in both, as in the daemon (it is process-wide, so
+//! each test turns it on rather than depend on which runs first).
 
 mod counting_alloc;
 
@@ -27,6 +29,8 @@ fn steady_state_ticks_allocate_nothing() {
         "test://{}/tests/fixtures/node4.xml",
         env!("CARGO_MANIFEST_DIR")
     );
+    // As the daemon does: every call below then runs under the silent-libvirtd watch.
+    vcpu_scheduler::libvirt::silence::enable().unwrap();
     let conn = Connection::open(&uri).unwrap();
     let host = LibvirtHost::new(&conn).unwrap();
     // The fixture pins its domains in their configuration: manage them anyway.
@@ -91,6 +95,7 @@ fn steady_state_recording_ticks_allocate_nothing() {
         "test://{}/tests/fixtures/node4.xml",
         env!("CARGO_MANIFEST_DIR")
     );
+    vcpu_scheduler::libvirt::silence::enable().unwrap();
     let conn = Connection::open(&uri).unwrap();
     let mut host = LibvirtHost::new(&conn).unwrap();
     let about = About::new(&uri, false, Duration::from_secs(1), host.topology());

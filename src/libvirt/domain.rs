@@ -18,7 +18,7 @@ use crate::host::VcpuId;
 impl Connection {
     /// Look up a running domain by its id.
     pub fn domain_by_id(&self, id: c_int) -> Result<Domain<'_>, Error> {
-        count_rpc();
+        let _waiting = count_rpc();
         let raw = check(
             // SAFETY: open connection; any id is acceptable input.
             unsafe { ffi::virDomainLookupByID(self.raw(), id) },
@@ -84,7 +84,7 @@ impl<'c> Domain<'c> {
     /// Is the domain running (`virDomainIsActive`)? A domain that no longer exists is
     /// not running either.
     pub fn is_active(&self) -> bool {
-        count_rpc();
+        let _waiting = count_rpc();
         // SAFETY: valid domain reference; returns 1, 0 or -1 and touches nothing else.
         let r = unsafe { ffi::virDomainIsActive(self.raw()) };
         if r < 0 {
@@ -98,7 +98,7 @@ impl<'c> Domain<'c> {
     /// Whether the domain has a persistent configuration (`virDomainIsPersistent`);
     /// transient ones (`virsh create`) have none.
     pub fn is_persistent(&self) -> Result<bool, Error> {
-        count_rpc();
+        let _waiting = count_rpc();
         let r = check(
             // SAFETY: valid domain reference; returns 1, 0 or -1.
             unsafe { ffi::virDomainIsPersistent(self.raw()) },
@@ -114,7 +114,7 @@ impl<'c> Domain<'c> {
         const CALL: &str = "virDomainGetNumaParameters";
         let live = ffi::virDomainModificationImpact::VIR_DOMAIN_AFFECT_LIVE;
         let mut n: c_int = 0;
-        count_rpc();
+        let _waiting = count_rpc();
         check(
             // SAFETY: valid domain; a null array with *nparams == 0 asks how many
             // parameters there are, writing only n.
@@ -128,7 +128,7 @@ impl<'c> Domain<'c> {
         // SAFETY: an all-zero virTypedParameter is a valid value (empty name, int 0).
         let zero: ffi::virTypedParameter = unsafe { std::mem::zeroed() };
         let mut params = vec![zero; len];
-        count_rpc();
+        let _waiting = count_rpc();
         let got = check(
             // SAFETY: valid domain; params holds n writable records and we pass n.
             unsafe {
@@ -164,7 +164,7 @@ impl<'c> Domain<'c> {
     /// The most vCPUs the running domain can have (`virDomainGetMaxVcpus`): buffers
     /// sized to it survive vCPU hotplug.
     pub fn max_vcpus(&self) -> Result<usize, Error> {
-        count_rpc();
+        let _waiting = count_rpc();
         let n = check(
             // SAFETY: valid domain reference.
             unsafe { ffi::virDomainGetMaxVcpus(self.raw()) },
@@ -182,7 +182,7 @@ impl<'c> Domain<'c> {
             nrVirtCpu: 0,
             cpuTime: 0,
         };
-        count_rpc();
+        let _waiting = count_rpc();
         check(
             // SAFETY: valid domain; info is a writable virDomainInfo on our stack.
             unsafe { ffi::virDomainGetInfo(self.raw(), &mut info) },
@@ -214,7 +214,7 @@ impl<'c> Domain<'c> {
         }
         let maxinfo = to_c_int(info.len(), CALL)?;
         let c_maplen = to_c_int(maplen, CALL)?;
-        count_rpc();
+        let _waiting = count_rpc();
         let n = check(
             // SAFETY: VcpuInfo is repr(transparent) over virVcpuInfo, so info is maxinfo
             // writable virVcpuInfo; maps holds maxinfo * maplen writable bytes (checked
@@ -236,7 +236,7 @@ impl<'c> Domain<'c> {
     /// Pin `vcpu` to the CPUs in `map`, live (`virDomainPinVcpu`).
     pub fn pin_vcpu(&self, vcpu: VcpuId, map: &CpuMap) -> Result<(), Error> {
         let maplen = to_c_int(map.as_bytes().len(), "virDomainPinVcpu")?;
-        count_rpc();
+        let _waiting = count_rpc();
         check(
             // SAFETY: valid domain; the map is maplen readable bytes. libvirt declares the
             // parameter `unsigned char *` but only reads it (IN parameter), so casting away
@@ -258,7 +258,7 @@ impl<'c> Domain<'c> {
     /// libvirt's test driver rejects every flag with "unsupported flags".
     pub fn pin_vcpu_flags(&self, vcpu: VcpuId, map: &CpuMap, flags: c_uint) -> Result<(), Error> {
         let maplen = to_c_int(map.as_bytes().len(), "virDomainPinVcpuFlags")?;
-        count_rpc();
+        let _waiting = count_rpc();
         check(
             // SAFETY: as in pin_vcpu: valid domain, map is maplen bytes only read by libvirt.
             unsafe {
@@ -299,7 +299,7 @@ impl<'c> Domain<'c> {
         let mut maps = vec![0u8; nvcpus * maplen];
         let c_n = to_c_int(nvcpus, CALL)?;
         let c_maplen = to_c_int(maplen, CALL)?;
-        count_rpc();
+        let _waiting = count_rpc();
         let n = check(
             // SAFETY: valid domain; maps holds nvcpus * maplen writable bytes.
             unsafe {

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use super::error::{Error, check};
 use super::ffi;
 use super::handles::Connection;
+use super::silence;
 
 /// What happened since the flags were last read. Each `take_*` reads and clears one.
 pub struct Flags {
@@ -269,12 +270,15 @@ impl Connection {
     /// noticed within `interval_s × (count + 1)` seconds. `Ok(false)` when the driver
     /// has no keepalive (local, in-process drivers such as `test://`).
     pub fn set_keepalive(&self, interval_s: i32, count: u32) -> Result<bool, Error> {
+        // Local to the client (virKeepAliveStart adds a timer to our event loop): no
+        // round trip. The pings it sends while we idle keep a healthy libvirtd heard.
         let r = check(
             // SAFETY: open connection; plain integers.
             unsafe { ffi::virConnectSetKeepAlive(self.raw(), interval_s, count) },
             "virConnectSetKeepAlive",
-        )?;
-        Ok(r == 0)
+        );
+        silence::set_keepalive(matches!(r, Ok(0)));
+        Ok(r? == 0)
     }
 
     /// Subscribe to domain lifecycle events and to the connection closing. Either may
@@ -292,6 +296,7 @@ impl Connection {
         // SAFETY: libvirt's VIR_DOMAIN_EVENT_CALLBACK cast: for the LIFECYCLE event id,
         // libvirt calls the callback with the lifecycle signature, which on_lifecycle has.
         let generic: Generic = unsafe { std::mem::transmute::<Lifecycle, Generic>(on_lifecycle) };
+        let waiting = silence::waiting(); // a round trip to libvirtd
         let id = check(
             // SAFETY: open connection; a null domain means every domain; the callback is
             // 'static and does not unwind; no opaque data, no free callback.
@@ -307,6 +312,7 @@ impl Connection {
             },
             "virConnectDomainEventRegisterAny",
         );
+        drop(waiting);
         let close = check(
             // SAFETY: open connection; the callback is 'static and does not unwind.
             unsafe {
@@ -337,6 +343,7 @@ impl Subscriptions<'_> {
 impl Drop for Subscriptions<'_> {
     fn drop(&mut self) {
         if let Some(id) = self.lifecycle {
+            let _waiting = silence::waiting(); // the last deregistration is a round trip
             // SAFETY: the connection is still open (borrowed); id is our registration.
             let _ = unsafe { ffi::virConnectDomainEventDeregisterAny(self.conn.raw(), id) };
         }

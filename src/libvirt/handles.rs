@@ -9,6 +9,7 @@ use std::ptr::{self, NonNull};
 
 use super::error::{Error, check, quiet_libvirt_errors, to_c_int};
 use super::ffi;
+use super::silence;
 use crate::cpumap;
 use crate::host::PcpuTimes;
 
@@ -38,8 +39,11 @@ pub fn rpc_calls() -> u64 {
 }
 
 /// Count one round trip to the hypervisor; called right before each such FFI call.
-pub(super) fn count_rpc() {
+/// The guard it returns marks the thread as waiting for libvirtd until it drops (see
+/// `silence.rs`: a libvirtd silent for 15 s meanwhile gets the connection closed).
+pub(super) fn count_rpc() -> silence::Waiting {
     RPC_CALLS.with(|c| c.set(c.get().wrapping_add(1)));
+    silence::waiting()
 }
 
 /// Run `f` with file descriptor 2 pointed at /dev/null.
@@ -79,6 +83,8 @@ fn with_stderr_silenced<T>(f: impl FnOnce() -> T) -> T {
 /// scheduler is single-threaded, so nothing needs to share it.
 pub struct Connection {
     ptr: NonNull<ffi::virConnect>,
+    /// The socket to libvirtd, for noticing a silent one (`silence.rs`).
+    link: silence::Link,
 }
 
 impl Connection {
@@ -106,19 +112,27 @@ impl Connection {
                 "URI contains a NUL byte".into(),
             )
         })?;
-        let raw = with_stderr_silenced(|| {
+        // A libvirtd that accepts the connection and then says nothing (stopped, hung)
+        // would keep the open waiting forever: it is watched like any call.
+        // Taken inside the stderr redirection, so that the duplicate of stderr it keeps
+        // (under systemd, the journal's socket) counts among the descriptors open
+        // before: only the sockets libvirt creates may be shut down.
+        let (raw, link) = with_stderr_silenced(|| {
+            let opening = silence::opening();
             // SAFETY: c_uri is a valid NUL-terminated string that outlives the call
             // (kept in a local); libvirt copies what it needs.
-            unsafe {
+            let raw = unsafe {
                 if read_only {
                     ffi::virConnectOpenReadOnly(c_uri.as_ptr())
                 } else {
                     ffi::virConnectOpen(c_uri.as_ptr())
                 }
-            }
+            };
+            (raw, opening.done(!raw.is_null()))
         });
         Ok(Connection {
             ptr: check(raw, call)?,
+            link,
         })
     }
 
@@ -140,7 +154,7 @@ impl Connection {
             cores: 0,
             threads: 0,
         };
-        count_rpc();
+        let _waiting = count_rpc();
         check(
             // SAFETY: the connection is open (owned since construction); info is a valid,
             // writable virNodeInfo on our stack.
@@ -175,7 +189,7 @@ impl Connection {
         let cpu = to_c_int(cpu, CALL)?;
         if buf.is_empty() {
             let mut n: c_int = 0;
-            count_rpc();
+            let _waiting = count_rpc();
             // SAFETY: open connection; a null params array with *nparams == 0 asks
             // libvirt how many parameters it would return, writing only n.
             let r = unsafe { ffi::virNodeGetCPUStats(self.raw(), cpu, ptr::null_mut(), &mut n, 0) };
@@ -183,7 +197,7 @@ impl Connection {
             buf.resize(usize::try_from(n).unwrap_or(0), NodeCpuStat::default());
         }
         let mut n = to_c_int(buf.len(), CALL)?;
-        count_rpc();
+        let _waiting = count_rpc();
         // SAFETY: NodeCpuStat is repr(transparent) over virNodeCPUStats; buf holds n
         // writable entries and libvirt writes at most n, updating n to how many it did.
         let r =
@@ -207,7 +221,7 @@ impl Connection {
     /// The host's capabilities document (`virConnectGetCapabilities`): its
     /// `<topology>` gives the NUMA nodes and SMT siblings. Read once per connection.
     pub fn capabilities(&self) -> Result<String, Error> {
-        count_rpc();
+        let _waiting = count_rpc();
         let p = check(
             // SAFETY: open connection; the returned string is ours to free.
             unsafe { ffi::virConnectGetCapabilities(self.raw()) },
@@ -218,7 +232,7 @@ impl Connection {
 
     /// The URI libvirt actually connected to (after defaults and aliases).
     pub fn uri(&self) -> Result<String, Error> {
-        count_rpc();
+        let _waiting = count_rpc();
         let p = check(
             // SAFETY: open connection; the returned string is ours to free.
             unsafe { ffi::virConnectGetURI(self.raw()) },
@@ -233,7 +247,7 @@ impl Connection {
     /// a steady host costs no allocation (unlike `virConnectListAllDomains`). A domain
     /// that stops in between only shows up later as `VIR_ERR_NO_DOMAIN`, handled anyway.
     pub fn running_domain_ids(&self, ids: &mut Vec<c_int>) -> Result<(), Error> {
-        count_rpc();
+        let _waiting = count_rpc();
         let n = check(
             // SAFETY: open connection.
             unsafe { ffi::virConnectNumOfDomains(self.raw()) },
@@ -246,7 +260,7 @@ impl Connection {
             return Ok(());
         }
         let max = to_c_int(n, "virConnectListDomains")?;
-        count_rpc();
+        let _waiting = count_rpc();
         let got = check(
             // SAFETY: ids holds n writable c_ints and we pass n as the maximum.
             unsafe { ffi::virConnectListDomains(self.raw(), ids.as_mut_ptr(), max) },
@@ -259,19 +273,33 @@ impl Connection {
     /// Close explicitly and report. `Ok(n)` is the number of references still held
     /// elsewhere: 0 means every domain handle was freed too.
     pub fn close(self) -> Result<i32, Error> {
-        let raw = self.raw();
-        std::mem::forget(self);
-        // SAFETY: we owned the only Connection for this pointer and forgot it, so Drop
-        // will not close it a second time.
-        check(unsafe { ffi::virConnectClose(raw) }, "virConnectClose")
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let mut link = std::mem::take(&mut this.link);
+        // SAFETY: we owned the only Connection for this pointer and will not drop it
+        // (ManuallyDrop), so Drop will not close it a second time.
+        let r = unsafe { close_watched(this.raw(), &mut link) };
+        check(r, "virConnectClose")
     }
+}
+
+/// `virConnectClose`, itself a round trip to libvirtd: the socket's idle watch goes
+/// first, the socket stays known until the close returned, so a close that waits on a
+/// silent libvirtd is ended like any call.
+///
+/// # Safety
+/// `raw` must be an open connection that is closed by no one else, before or after.
+unsafe fn close_watched(raw: ffi::virConnectPtr, link: &mut silence::Link) -> c_int {
+    link.unwatch();
+    let _waiting = silence::waiting();
+    // SAFETY: the caller's contract: open, and closed only here.
+    unsafe { ffi::virConnectClose(raw) }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // SAFETY: owned since construction and not closed yet (close() forgets self).
+        // SAFETY: owned since construction and not closed yet (close() does not drop).
         // A failure here cannot be acted on; it is ignored rather than panicking.
-        let _ = unsafe { ffi::virConnectClose(self.raw()) };
+        let _ = unsafe { close_watched(self.raw(), &mut self.link) };
     }
 }
 

@@ -11,9 +11,10 @@
 //! one return-code check), `handles.rs` (the connection and the round-trip counter), `domain.rs` (the
 //! domain handle),
 //! `stats.rs` (the bulk vCPU stats call and the table it fills), `events.rs` (the event
-//! loop, timers, watches, lifecycle events, keepalive), `host.rs` (the adapter, safe code
-//! only). `host.rs` is the only file
-//! here without `unsafe`.
+//! loop, timers, watches, lifecycle events, keepalive), `silence.rs` (a libvirtd that
+//! stops answering during a call: noticed within 15 s, the connection's socket shut
+//! down; its public items are plain functions, no pointer), `host.rs` (the adapter, safe
+//! code only). `host.rs` is the only file here without `unsafe`.
 
 mod domain;
 mod error;
@@ -21,6 +22,7 @@ pub mod events;
 mod ffi;
 mod handles;
 mod host;
+pub mod silence;
 mod stats;
 
 pub use domain::{Domain, VcpuInfo};

@@ -267,7 +267,7 @@ impl Connection {
         const CALL: &str = "virConnectGetAllDomainStats";
         let stats = ffi::virDomainStatsTypes::VIR_DOMAIN_STATS_VCPU;
         let mut records: *mut ffi::virDomainStatsRecordPtr = ptr::null_mut();
-        count_rpc();
+        let _waiting = count_rpc();
         // SAFETY: the connection is open (owned by self); `records` is a valid
         // out-pointer that libvirt sets to a list the caller must free.
         let r = unsafe {

@@ -1,7 +1,8 @@
 //! Act: apply planned pins through the [`Host`], skipping pins already in place.
 //!
 //! A failure to pin one vCPU does not stop the others: a domain that just stopped is
-//! skipped quietly, anything else is reported on one line with libvirt's message.
+//! skipped quietly, anything else is reported on one line with libvirt's message. A
+//! lost connection ends the step (the daemon notices it right after the tick).
 
 use super::sample::Unit;
 use crate::host::{DomainKey, FailureKind, Host, HostError, PcpuId, VcpuId};
@@ -88,6 +89,9 @@ pub fn apply<H: Host>(
                     u.pinned_to = Some(to);
                 }
                 Err(e) if e.kind() == FailureKind::DomainGone => m.pin = Pin::DomainGone,
+                // The connection is gone: every other pin would fail the same way, and
+                // the daemon reports the loss once and reconnects.
+                Err(e) if e.kind() == FailureKind::ConnectionLost => break,
                 Err(e) => {
                     m.pin = Pin::Refused;
                     let name = host.domain_name(u.domain).unwrap_or("?");

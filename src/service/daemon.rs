@@ -4,8 +4,9 @@
 //! - the tick timer (every INTERVAL): one [`Scheduler::tick`], its report, a `STATUS=`;
 //! - a domain lifecycle event: a domain that starts is taken into management at once
 //!   (a tick now, whatever INTERVAL is), one that stops is forgotten at once;
-//! - the connection closing (libvirtd gone, or silent past the keepalive: 15 s):
-//!   reconnect, waiting 1, 2, 4 … 30 s between attempts, for as long as it takes;
+//! - the connection closing (libvirtd gone, or silent for 15 s: the keepalive while the
+//!   thread idles, `libvirt::silence` while it waits in a call): reconnect, waiting 1,
+//!   2, 4 … 30 s between attempts, for as long as it takes;
 //! - SIGINT/SIGTERM (a byte on the signal pipe): stop, within a fraction of a second;
 //! - the watchdog timer, when systemd asks for one: `WATCHDOG=1`.
 //!
@@ -24,9 +25,9 @@ use super::notify::Notifier;
 use super::prometheus::{Counters, MetricsFile};
 use super::signal;
 use crate::files::Shown;
-use crate::host::Host;
+use crate::host::{FailureKind, Host, HostError};
 use crate::libvirt::events::{self, FLAGS, Timer, TimerKind, Watch};
-use crate::libvirt::{Connection, LibvirtHost};
+use crate::libvirt::{Connection, LibvirtHost, silence};
 use crate::scheduler::Scheduler;
 use crate::scheduler::report::{self, Report};
 use crate::scheduler::sample::DemandMode;
@@ -100,6 +101,11 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     }
     signal::install()
         .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
+    // libvirt's keepalive cannot end a call this one thread is blocked in (see
+    // src/libvirt/silence.rs): a timer does, 15 s after libvirtd last said anything.
+    if let Err(e) = silence::enable() {
+        crate::warn!("cannot watch for a silent libvirtd ({e}); a hung one will not be noticed");
+    }
     events::register_default_impl().map_err(runtime("cannot start libvirt's event loop"))?;
     let _wake = signal::wake_fd()
         .map(Watch::readable)
@@ -111,8 +117,18 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         .map(|d| Timer::add(TimerKind::Watchdog, millis(d)))
         .transpose()
         .map_err(runtime("cannot start the watchdog timer"))?;
-    let mut conn = Connection::open(&cfg.uri)
-        .map_err(|e| Error::Runtime(format!("cannot connect to {}: {e}", cfg.uri)))?;
+    let mut conn = match Connection::open(&cfg.uri) {
+        Ok(c) => c,
+        // SIGINT/SIGTERM ended an open that was waiting on a silent libvirtd.
+        Err(_) if signal::stop_requested() => return Ok(()),
+        Err(e) => {
+            let e = unanswered_or(e);
+            return Err(Error::Runtime(format!(
+                "cannot connect to {}: {e}",
+                cfg.uri
+            )));
+        }
+    };
     notify.ready();
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -127,11 +143,15 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
             reconnected_after,
         ) {
             Ok(SessionEnd::Stopped) => break Ok(()),
+            // A call ended because a stop was requested while it waited: just stop.
+            Ok(SessionEnd::Lost(_)) if signal::stop_requested() => break Ok(()),
             Ok(SessionEnd::Lost(msg)) if cfg.once => {
+                let msg = unanswered_or(msg);
                 break Err(Error::Runtime(format!("lost {}: {msg}", cfg.uri)));
             }
             Ok(end @ (SessionEnd::Lost(_) | SessionEnd::Moved)) => {
                 if let SessionEnd::Lost(msg) = end {
+                    let msg = unanswered_or(msg);
                     crate::error!("lost {}: {msg}; reconnecting", cfg.uri);
                 }
                 let lost_at = Instant::now();
@@ -188,10 +208,18 @@ pub(super) fn reconnect(
         match open(uri) {
             // The session's first line says it reconnected, and after how long.
             Ok(c) => return Some(c),
+            // SIGINT/SIGTERM ended an open that was waiting on a silent libvirtd.
+            Err(_) if signal::stop_requested() => return None,
             Err(e) => {
                 // Every attempt while the wait grows, then one line every 5 minutes.
                 let growing = wait < RECONNECT_MAX;
                 if growing || last_logged.is_none_or(|t| t.elapsed() >= RECONNECT_LOG_EVERY) {
+                    // An open the silence timer ended fails with an end of file that
+                    // libvirtd never sent: say what happened instead.
+                    let e = match silence::fired() {
+                        Some(_) => format!("no answer within {} s", silence::LIMIT.as_secs()),
+                        None => e.to_string(),
+                    };
                     crate::warn!("cannot reconnect to {uri}: {e}; trying again");
                     last_logged = Some(Instant::now());
                 }
@@ -224,6 +252,26 @@ fn wait_for(wait: Duration, notify: &mut Notifier) -> bool {
             return !signal::stop_requested();
         }
     }
+}
+
+/// Why a connection was lost, in one phrase: when the silence timer closed it, that
+/// (libvirt's own message is then an end of file that libvirtd never sent), else `msg`.
+fn unanswered_or(msg: impl fmt::Display) -> String {
+    match silence::fired() {
+        Some(d) => format!(
+            "libvirtd did not answer for {} s: closing the connection",
+            d.as_secs()
+        ),
+        None => msg.to_string(),
+    }
+}
+
+/// The connection closed: in the event loop (libvirtd gone, the keepalive), or under a
+/// call that did not fail the tick (a pin, which only ends the act step), which is then
+/// a loss now, not after the next INTERVAL.
+fn closed_meanwhile() -> Option<SessionEnd> {
+    let why = events::close_reason(FLAGS.take_closed()?);
+    Some(SessionEnd::Lost(format!("the connection closed ({why})")))
 }
 
 fn millis(d: Duration) -> u64 {
@@ -299,8 +347,18 @@ fn session(
 ) -> Result<SessionEnd, Error> {
     let uri = cfg.uri.clone();
     FLAGS.clear();
-    let host = LibvirtHost::new(conn)
-        .map_err(|e| Error::Runtime(format!("cannot read the node info of {uri}: {e}")))?;
+    let host = match LibvirtHost::new(conn) {
+        Ok(h) => h,
+        // libvirtd went away (or silent) right after the open: reconnect, as in a tick.
+        Err(e) if e.kind() == FailureKind::ConnectionLost => {
+            return Ok(SessionEnd::Lost(e.to_string()));
+        }
+        Err(e) => {
+            return Err(Error::Runtime(format!(
+                "cannot read the node info of {uri}: {e}"
+            )));
+        }
+    };
     // 1 to 8192: the connection refused any other count.
     let pcpus = host.pcpus();
     // Checked before the first tick, so a bad --cpus touches nothing.
@@ -318,6 +376,9 @@ fn session(
         Ok(r) => r,
         Err(e) => return Ok(SessionEnd::Lost(e.to_string())),
     };
+    if let Some(end) = closed_meanwhile() {
+        return Ok(end);
+    }
     let mut journal = Journal {
         summary_at: Instant::now(),
         moves: 0,
@@ -365,9 +426,8 @@ fn session(
         if FLAGS.take_watchdog() {
             notify.watchdog();
         }
-        if let Some(reason) = FLAGS.take_closed() {
-            let why = events::close_reason(reason);
-            return Ok(SessionEnd::Lost(format!("the connection closed ({why})")));
+        if let Some(end) = closed_meanwhile() {
+            return Ok(end);
         }
         let config = FLAGS.take_config();
         if FLAGS.take_domains() || config {
@@ -385,6 +445,9 @@ fn session(
             Ok(r) => r,
             Err(e) => return Ok(SessionEnd::Lost(e.to_string())),
         };
+        if let Some(end) = closed_meanwhile() {
+            return Ok(end);
+        }
         timer.reset(interval_ms);
         due_at = Instant::now() + cfg.interval;
         tell(cfg, &r, out, tty, &mut journal).map_err(Error::Output)?;

@@ -22,11 +22,18 @@ static WAKE_READ: AtomicI32 = AtomicI32::new(-1);
 static WAKE_WRITE: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_signal(sig: libc::c_int) {
-    // Only atomic stores and write(2): all async-signal-safe, none can panic.
+    // Only atomics, write(2) and (in stop_waiting) timer_settime(2): async-signal-safe,
+    // none can panic.
     match sig {
         libc::SIGHUP => RELOAD.store(true, Ordering::Relaxed),
         libc::SIGUSR1 | libc::SIGUSR2 => SUMMARY.store(true, Ordering::Relaxed),
-        _ => STOP.store(true, Ordering::Relaxed),
+        _ => {
+            STOP.store(true, Ordering::Relaxed);
+            // A libvirt call the thread may be blocked in would hold the stop up (GLib
+            // retries the interrupted poll): have it ended if it does not return
+            // within half a second.
+            crate::libvirt::silence::stop_waiting();
+        }
     }
     let fd = WAKE_WRITE.load(Ordering::Relaxed);
     if fd >= 0 {
