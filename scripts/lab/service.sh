@@ -240,9 +240,10 @@ case_start libvirtd-hang "libvirtd stopped with SIGSTOP for 40 s: the daemon its
 pid=$(main_pid)
 nr=$(nrestarts)
 lpid=$(systemctl show -p MainPID --value libvirtd)
+tick_before=$(tick_of "$(prop StatusText)")
+# The clock starts right at the stop (a systemctl call takes about a second in here).
 t_hang=$(date +%s)
 t_hang_f=$(now)
-tick_before=$(tick_of "$(prop StatusText)")
 kill -STOP "$lpid"
 sleep 20
 tick_mid=$(tick_of "$(prop StatusText)")

@@ -256,7 +256,7 @@ fn wait_for(wait: Duration, notify: &mut Notifier) -> bool {
 
 /// Why a connection was lost, in one phrase: when the silence timer closed it, that
 /// (libvirt's own message is then an end of file that libvirtd never sent), else `msg`.
-fn unanswered_or(msg: impl fmt::Display) -> String {
+pub(crate) fn unanswered_or(msg: impl fmt::Display) -> String {
     match silence::fired() {
         Some(d) => format!(
             "libvirtd did not answer for {} s: closing the connection",

@@ -37,7 +37,7 @@ use super::signal;
 use crate::files::{ReplacedFile, Shown};
 use crate::host::{FailureKind, Host, HostError};
 use crate::libvirt::events::{self, FLAGS, Timer, TimerKind, Watch};
-use crate::libvirt::{Connection, LibvirtHost, rpc_calls};
+use crate::libvirt::{Connection, LibvirtHost, rpc_calls, silence};
 use crate::scheduler::sample::{DemandMode, Sampler, Unit};
 use crate::scheduler::select::Selection;
 use crate::sim::scenario::MAX_SCENARIO_BYTES;
@@ -166,6 +166,10 @@ pub fn run(a: &RecordArgs) -> Result<(), Error> {
         .map_err(|e| Error::Config(format!("record: {e}")))?;
     let runtime =
         |what: &'static str| move |e: crate::libvirt::Error| Error::Runtime(format!("{what}: {e}"));
+    // As the daemon: a libvirtd silent for 15 s during a call is noticed, not waited on.
+    if let Err(e) = silence::enable() {
+        crate::warn!("cannot watch for a silent libvirtd ({e}); a hung one will not be noticed");
+    }
     events::register_default_impl().map_err(runtime("cannot start libvirt's event loop"))?;
     let _wake = signal::wake_fd()
         .map(Watch::readable)
@@ -212,6 +216,7 @@ pub fn run(a: &RecordArgs) -> Result<(), Error> {
                 break (Status::Failed, Some(Error::Runtime(why)));
             }
             Ok(End::Lost(msg)) => {
+                let msg = daemon::unanswered_or(msg);
                 crate::error!("lost {}: {msg}; reconnecting, the recording goes on", a.uri);
                 let at = run.tick;
                 if let Some(rec) = &mut run.rec {
