@@ -146,16 +146,40 @@ fi
 # The busy guests, pinned back onto pCPU 0, and the 2-vCPU guest, born there, want
 # ncores + 2 pCPUs of node 0's PER_NODE: the 2-vCPU domain is the smallest whose leaving
 # is enough, and must move whole to node 1; the 1-vCPU ones stay on node 0.
-case_start numa-overflow "node 0 wants $((ncores + 2)) of its $PER_NODE pCPUs: the 2-vCPU domain moves whole to node 1, the others stay"
-on_node0() { [ "$(node_of "$1")" -eq 0 ]; }
-overflow_done() { PRED=on_node0 all_pinned_where "${BUSY[@]}" && PRED=on_node1 all_pinned_where "${WIDE[@]}"; }
+case_start numa-overflow "node 0 wants $((ncores + 2)) of its $PER_NODE pCPUs: whole domains move to node 1 until node 0 fits, none split across the nodes"
+# Every domain whole on one node, and every vCPU on a pCPU of its own (so neither node
+# holds more busy vCPUs than it has pCPUs). Which domains leave is the planner's choice:
+# the 2-vCPU one, or two 1-vCPU ones, migrate the same number of vCPUs.
+overflow_done() {
+    local spec name vcpus v a node seen=" "
+    for spec in "${BUSY[@]}" "${WIDE[@]}"; do
+        IFS=: read -r name vcpus _ <<<"$spec"
+        node=
+        for ((v = 0; v < vcpus; v++)); do
+            a=$(vcpu_affinity "$name" "$v") || return 1
+            [[ $a =~ ^[0-9]+$ ]] || return 1
+            [[ $seen == *" $a "* ]] && return 1
+            seen+="$a "
+            [ -z "$node" ] && node=$(node_of "$a")
+            [ "$(node_of "$a")" -eq "$node" ] || return 1
+        done
+    done
+}
+on_node1_names() {
+    local spec name out=
+    for spec in "${BUSY[@]}" "${WIDE[@]}"; do
+        name=${spec%%:*}
+        [ "$(node_of "$(vcpu_affinity "$name" 0)")" -eq 1 ] && out+="$name "
+    done
+    echo "${out% }"
+}
 if [ $started = yes ]; then
     repin 0 "${BUSY[@]}" "${WIDE[@]}"
     if guests_go wide; then
         note "before: $(placement "${BUSY[@]}" "${WIDE[@]}")"
         daemon_start "$LOGS/topology-numa-overflow.log" "busy*,wide"
         if settles 90 overflow_done; then
-            ok numa-overflow "$(placement "${BUSY[@]}" "${WIDE[@]}"): wide whole on node 1, the 1-vCPU guests on node 0; $(grep -m1 -E "^tick .*${PREFIX}wide/" "$LOGS/topology-numa-overflow.log" | cut -c1-160)"
+            ok numa-overflow "$(placement "${BUSY[@]}" "${WIDE[@]}"): every domain whole on one node, one vCPU per pCPU; on node 1: $(on_node1_names); $(grep -m1 -E "^tick .*moved" "$LOGS/topology-numa-overflow.log" | cut -c1-160)"
         else
             fail numa-overflow "placement $(placement "${BUSY[@]}" "${WIDE[@]}") after 90 s; last tick: $(last_tick "$LOGS/topology-numa-overflow.log")"
         fi
