@@ -53,8 +53,23 @@ impl fmt::Display for Error {
     }
 }
 
-fn runtime(what: &str) -> impl Fn(crate::libvirt::Error) -> Error + '_ {
+pub(crate) fn runtime(what: &str) -> impl Fn(crate::libvirt::Error) -> Error + '_ {
     move |e| Error::Runtime(format!("{what}: {e}"))
+}
+
+/// What the daemon and `record` run on: the watch for a silent libvirtd, libvirt's
+/// default event loop, and the signal pipe watched in it (keep the returned watch).
+pub(crate) fn event_loop() -> Result<Option<Watch>, Error> {
+    // libvirt's keepalive cannot end a call this one thread is blocked in (see
+    // src/libvirt/silence.rs): a timer does, 15 s after libvirtd last said anything.
+    if let Err(e) = silence::enable() {
+        crate::warn!("cannot watch for a silent libvirtd ({e}); a hung one will not be noticed");
+    }
+    events::register_default_impl().map_err(runtime("cannot start libvirt's event loop"))?;
+    signal::wake_fd()
+        .map(Watch::readable)
+        .transpose()
+        .map_err(runtime("cannot watch the signal pipe"))
 }
 
 /// Keepalive: a probe every 5 s, the connection given up after 2 unanswered ones, so a
@@ -101,16 +116,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     }
     signal::install()
         .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
-    // libvirt's keepalive cannot end a call this one thread is blocked in (see
-    // src/libvirt/silence.rs): a timer does, 15 s after libvirtd last said anything.
-    if let Err(e) = silence::enable() {
-        crate::warn!("cannot watch for a silent libvirtd ({e}); a hung one will not be noticed");
-    }
-    events::register_default_impl().map_err(runtime("cannot start libvirt's event loop"))?;
-    let _wake = signal::wake_fd()
-        .map(Watch::readable)
-        .transpose()
-        .map_err(runtime("cannot watch the signal pipe"))?;
+    let _wake = event_loop()?;
     let mut notify = Notifier::from_env();
     let _watchdog = notify
         .watchdog_every()

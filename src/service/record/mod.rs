@@ -36,8 +36,8 @@ use super::notify::Notifier;
 use super::signal;
 use crate::files::{ReplacedFile, Shown};
 use crate::host::{FailureKind, Host, HostError};
-use crate::libvirt::events::{self, FLAGS, Timer, TimerKind, Watch};
-use crate::libvirt::{Connection, LibvirtHost, rpc_calls, silence};
+use crate::libvirt::events::{self, FLAGS, Timer, TimerKind};
+use crate::libvirt::{Connection, LibvirtHost, rpc_calls};
 use crate::scheduler::sample::{DemandMode, Sampler, Unit};
 use crate::scheduler::select::Selection;
 use crate::sim::scenario::MAX_SCENARIO_BYTES;
@@ -164,17 +164,8 @@ struct Run<'a> {
 pub fn run(a: &RecordArgs) -> Result<(), Error> {
     let file = ReplacedFile::new(&a.file, "FILE", None)
         .map_err(|e| Error::Config(format!("record: {e}")))?;
-    let runtime =
-        |what: &'static str| move |e: crate::libvirt::Error| Error::Runtime(format!("{what}: {e}"));
-    // As the daemon: a libvirtd silent for 15 s during a call is noticed, not waited on.
-    if let Err(e) = silence::enable() {
-        crate::warn!("cannot watch for a silent libvirtd ({e}); a hung one will not be noticed");
-    }
-    events::register_default_impl().map_err(runtime("cannot start libvirt's event loop"))?;
-    let _wake = signal::wake_fd()
-        .map(Watch::readable)
-        .transpose()
-        .map_err(runtime("cannot watch the signal pipe"))?;
+    // As the daemon's: a libvirtd silent for 15 s during a call is noticed, not waited on.
+    let _wake = daemon::event_loop()?;
     let mut notify = Notifier::from_env();
     let mut conn = Some(
         Connection::open_read_only(&a.uri)
