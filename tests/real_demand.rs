@@ -10,20 +10,9 @@
 
 mod common;
 
-use common::guests::{Load, Meter, PinWatch, Pins};
+use common::guests::{Load, Meter, PinWatch, Pins, pcpu_of};
 use common::harness::*;
 use std::time::Instant;
-
-/// The pCPU every vCPU of `name` is pinned to alone, if so.
-fn pcpu_of(pins: &Pins, name: &str) -> Option<usize> {
-    match pins.get(name)?.as_slice() {
-        [only] => match only.as_slice() {
-            [p] => Some(*p),
-            _ => None,
-        },
-        _ => None,
-    }
-}
 
 /// The guests on each of pCPUs 0 and 1, by their short names, sorted; `None` while any
 /// of them is not pinned to exactly one of the two.

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::guests::{Load, Meter, PinWatch, Pins};
+use common::guests::{Load, Meter, PinWatch, Pins, pcpu_of};
 use common::harness::*;
 use std::process::{Child, Command};
 use std::time::Instant;
@@ -41,17 +41,6 @@ impl Drop for Spinner {
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// The pCPU every vCPU of `name` is pinned to alone, if so.
-fn pcpu_of(pins: &Pins, name: &str) -> Option<usize> {
-    match pins.get(name)?.as_slice() {
-        [only] => match only.as_slice() {
-            [p] => Some(*p),
-            _ => None,
-        },
-        _ => None,
     }
 }
 

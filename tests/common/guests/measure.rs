@@ -324,6 +324,18 @@ fn host_busy_ticks() -> Option<Vec<u64>> {
 /// Pins of every vCPU of a set of domains: domain -> (vCPU -> cpulist).
 pub type Pins = BTreeMap<String, Vec<Vec<usize>>>;
 
+/// The pCPU every vCPU of domain `name` is pinned to alone, if there is one such pCPU
+/// and the domain has exactly one vCPU.
+pub fn pcpu_of(pins: &Pins, name: &str) -> Option<usize> {
+    match pins.get(name)?.as_slice() {
+        [only] => match only.as_slice() {
+            [p] => Some(*p),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Per pCPU, how many vCPUs are pinned to it alone; `None` while any vCPU still has a
 /// wider affinity. This is placement, which saturated usage figures can hide.
 pub fn pinned_per_pcpu(pins: &Pins, npcpu: usize) -> Option<Vec<usize>> {

@@ -33,7 +33,7 @@ mod virsh;
 
 pub use boot::boot_sector;
 pub use fleet::{Fleet, Guest, HostLock, sweep, sweep_dead_runs};
-pub use measure::{Meter, PinWatch, Pins, Sample, VcpuReading, pinned_per_pcpu, sigma};
+pub use measure::{Meter, PinWatch, Pins, Sample, VcpuReading, pcpu_of, pinned_per_pcpu, sigma};
 pub use virsh::{
     domain_type, domains_with_prefix, parse_cpulist, pcpu_count, require_hypervisor, vcpu_pins,
     virsh,
