@@ -14,6 +14,7 @@ mod duration;
 mod notify;
 mod options;
 pub mod prometheus;
+mod reconnect;
 pub mod record;
 mod settings;
 pub mod signal;

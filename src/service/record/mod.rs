@@ -33,6 +33,7 @@ pub use trace::Trace;
 use super::cli::RecordArgs;
 use super::daemon::{self, Error};
 use super::notify::Notifier;
+use super::reconnect;
 use super::signal;
 use crate::files::{ReplacedFile, Shown};
 use crate::host::{FailureKind, Host, HostError};
@@ -217,7 +218,7 @@ pub fn run(a: &RecordArgs) -> Result<(), Error> {
                 // The old connection goes before the new one is opened.
                 drop(conn.take());
                 let until = run.last_tick.map(|t| run.due(t));
-                conn = daemon::reconnect(&a.uri, &mut notify, Connection::open_read_only, until);
+                conn = reconnect::reconnect(&a.uri, &mut notify, Connection::open_read_only, until);
                 if conn.is_none() && !signal::stop_requested() {
                     break (Status::Done, None);
                 }
