@@ -4,7 +4,7 @@
 //! reference to a `virDomainPtr`, frees it on drop and borrows its connection, so the
 //! compiler keeps every domain from outliving it. [`Error`] copies libvirt's last error
 //! right after the failing call. [`LibvirtHost`] implements the scheduler's
-//! [`Host`] seam over a connection with reused buffers, so a tick allocates nothing.
+//! [`Host`](crate::host::Host) seam over a connection with reused buffers, so a tick allocates nothing.
 //!
 //! Files: `ffi.rs` (the raw bindings bindgen generates at build time, private to this
 //! module, so nothing else can reach a raw pointer), `error.rs` (the error type and the

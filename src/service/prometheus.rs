@@ -1,7 +1,7 @@
 //! `--metrics-file`: what the host looks like, in the Prometheus text exposition format,
 //! for node_exporter's textfile collector.
 //!
-//! Each tick [`render`] writes the whole file into one reused `String`, and
+//! Each tick [`Renderer::render`] writes the whole file into one reused `String`, and
 //! [`MetricsFile::publish`] writes that to a temporary file beside the target and renames
 //! it over the target, so a reader sees the previous file or the new one, never half of
 //! one. Rendering and writing allocate nothing once the buffer has grown to the host's

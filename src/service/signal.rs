@@ -53,7 +53,8 @@ const HANDLED: [libc::c_int; 5] = [
     libc::SIGUSR2,
 ];
 
-/// Create the wake-up pipe and route the [`HANDLED`] signals to their flags.
+/// Create the wake-up pipe and route the handled signals (`HANDLED`: SIGINT, SIGTERM,
+/// SIGHUP, SIGUSR1, SIGUSR2) to their flags.
 pub fn install() -> io::Result<()> {
     if WAKE_READ.load(Ordering::Relaxed) < 0 {
         let mut fds = [-1; 2];

@@ -75,7 +75,8 @@
 //!
 //! # Files
 //!
-//! - [`host`](SimHost): domains, the [`Host`] seam, errors;
+//! - [`host`](SimHost): domains and their shape; `host/seam.rs`, the [`Host`] seam over
+//!   them (what the scheduler reads and pins); errors;
 //! - `model`: the records of domains and vCPUs the other files share;
 //! - `share`: the model above (placement, water-filling, SMT work);
 //! - `metrics`: what a placement is judged by (the bound, within nodes too, remote

@@ -1,6 +1,6 @@
 // Compiled only under #[cfg(test)], from the parent module.
 use super::*;
-use crate::host::{FailureKind, HostError};
+use crate::host::{FailureKind, Host, HostError, VcpuId};
 
 use crate::sim::test_support::{SEC, all, one, samples, usage};
 
