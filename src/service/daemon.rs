@@ -20,6 +20,7 @@ use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::cli::{self, Config};
+use super::duration::millis;
 use super::notify::Notifier;
 use super::prometheus::{Counters, MetricsFile};
 use super::reconnect::reconnect;
@@ -197,10 +198,6 @@ pub(crate) fn unanswered_or(msg: impl fmt::Display) -> String {
 fn closed_meanwhile() -> Option<SessionEnd> {
     let why = events::close_reason(FLAGS.take_closed()?);
     Some(SessionEnd::Lost(format!("the connection closed ({why})")))
-}
-
-pub(super) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What the daemon tells about a run, beyond each tick.

@@ -24,6 +24,11 @@ pub fn seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("expected seconds from {MIN_INTERVAL} to {MAX_INTERVAL}"))
 }
 
+/// Whole milliseconds, saturating: what libvirt's timers are set in.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A span of time with a unit: `s`, `m`, `h` or `d` after a positive number (fractions
 /// allowed: `1.5h`); a bare number is seconds. At least [`MIN_INTERVAL`], at most a year.
 pub fn duration(s: &str) -> Result<Duration, String> {

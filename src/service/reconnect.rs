@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::backoff::Backoff;
-use super::daemon::millis;
+use super::duration::millis;
 use super::notify::Notifier;
 use super::signal;
 use crate::libvirt::events::{self, FLAGS, Timer, TimerKind};
