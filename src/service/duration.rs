@@ -1,5 +1,6 @@
 //! Durations on the command line: INTERVAL and `--summary` in seconds, `record --for`
-//! with a unit (`90s`, `15m`, `24h`, `7d`). One parser each, shared by every command.
+//! with a unit (`90s`, `15m`, `24h`, `7d`). One parser each, shared by every command;
+//! and a duration in the whole milliseconds libvirt's timers take.
 
 use std::time::Duration;
 
