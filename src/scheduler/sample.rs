@@ -50,6 +50,31 @@ pub struct Unit {
     pub home: u64,
 }
 
+/// A placeholder for a slot of the units' buffer about to be written.
+const UNSET: Unit = Unit {
+    domain: DomainKey {
+        uuid: [0; 16],
+        id: 0,
+    },
+    vcpu: VcpuId(0),
+    group: 0,
+    left_alone: None,
+    cpu_time_ns: 0,
+    at_ns: 0,
+    usage: None,
+    ran_ns: 0,
+    pinned_to: None,
+    last_ran_on: None,
+    moved_at: None,
+    known_demand: None,
+    run_queue: None,
+    demand: None,
+    usage_smoothed: None,
+    fresh: false,
+    mem_nodes: 0,
+    home: 0,
+};
+
 impl Unit {
     /// May it be pinned? Selected by `--domain`/`--exclude-domain` and not pinned by
     /// its owner: nothing leaves it alone.
@@ -175,6 +200,23 @@ impl Smoothed {
     }
 }
 
+/// Charge a vCPU's run time since last tick to the pCPU it ran on (`vcpu_ns`, per
+/// pCPU), to tell the host's own load there from the vCPUs' (`Sampler::measure_pcpus`).
+fn charge(vcpu_ns: &mut [u64], u: &Unit) {
+    if let Some(x) = u
+        .pinned_to
+        .or(u.last_ran_on)
+        .and_then(|p| vcpu_ns.get_mut(p.index()))
+    {
+        // A vCPU with no measured interval (new, or its counter reset) ran an unknown
+        // part of the pCPU's busy time: the window tells nothing.
+        *x = match u.usage {
+            Some(_) => x.saturating_add(u.ran_ns),
+            None => UNKNOWN_NS,
+        };
+    }
+}
+
 /// Demand of one vCPU between two run-queue readings: (Δtime + Δdelay) / Δat, clamped to
 /// one pCPU. `None` without a forward interval, or when a counter went backwards (a
 /// reset, or a bad reading): that vCPU falls back to estimation for the tick.
@@ -231,6 +273,9 @@ pub struct Sampler {
     pub mode: DemandMode,
     /// A baseline was committed: vCPUs seen from now on are new arrivals.
     baselined: bool,
+    /// The last `measure` found every vCPU at its place in the previous tick's list
+    /// (none gone, none new): `prev_index` still holds, `commit` need not sort again.
+    in_order: bool,
 }
 
 impl Default for Sampler {
@@ -247,6 +292,7 @@ impl Default for Sampler {
             pcpu_host: Vec::new(),
             mode: DemandMode::Estimated,
             baselined: false,
+            in_order: false,
         }
     }
 }
@@ -266,14 +312,22 @@ impl Sampler {
         host.refresh()?;
         host.sample_run_queues()?;
         self.samples.clear();
-        units.clear();
+        // Units are written over last-but-one tick's in place (a Unit is a few hundred
+        // bytes: built elsewhere and pushed, each would be copied once more).
+        self.vcpu_ns.resize(host.pcpus(), 0);
+        let mut n = 0;
+        let mut in_order = true;
         for d in 0..host.domain_count() {
             let start = self.samples.len();
             if let Err(e) = host.sample(d, &mut self.samples) {
                 self.samples.truncate(start);
                 match e.kind() {
                     FailureKind::DomainGone => continue,
-                    FailureKind::ConnectionLost => return Err(e),
+                    FailureKind::ConnectionLost => {
+                        // Part of this tick's run time is charged: the windows are lost.
+                        self.vcpu_ns.fill(UNKNOWN_NS);
+                        return Err(e);
+                    }
                     FailureKind::Other => {
                         let info = host.domain(d);
                         if !self.warned.contains(&info.key) {
@@ -288,11 +342,16 @@ impl Sampler {
             let left_alone = select.left_alone(info.name, info.config_pinned);
             let mem_nodes = info.mem_nodes;
             for s in &self.samples[start..] {
-                let mut u = self.unit(units.len(), s, d as u32, left_alone);
-                u.mem_nodes = mem_nodes;
-                units.push(u);
+                if n == units.len() {
+                    units.push(UNSET);
+                }
+                in_order &= self.fill(&mut units[n], n, s, d as u32, left_alone, mem_nodes);
+                charge(&mut self.vcpu_ns, &units[n]);
+                n += 1;
             }
         }
+        units.truncate(n);
+        self.in_order = in_order && n == self.prev.len();
         // Forget the warnings of domains that are gone: the list stays as short as the
         // domains that fail, and one that comes back and fails again is reported again.
         self.warned
@@ -302,34 +361,20 @@ impl Sampler {
         } else {
             DemandMode::Estimated
         };
-        self.measure_pcpus(host, units)
+        self.measure_pcpus(host)
     }
 
     /// How busy each pCPU was, by anyone, and how much of that was the host's own load:
     /// every pCPU each tick where demand is estimated (saturation is judged on it), else
     /// [`PCPU_READS_PER_TICK`] of them in turn, each over the window since its last
     /// reading. The vCPUs' run time in the window is charged to the pCPU each was on.
-    fn measure_pcpus<H: Host>(&mut self, host: &mut H, units: &[Unit]) -> Result<(), H::Error> {
+    fn measure_pcpus<H: Host>(&mut self, host: &mut H) -> Result<(), H::Error> {
         let n = host.pcpus();
         self.pcpu_last.resize(n, None);
         self.vcpu_ns.resize(n, 0);
         self.pcpu_host.resize(n, None);
         self.pcpu_busy.clear();
         self.pcpu_busy.resize(n, None);
-        for u in units {
-            if let Some(x) = u
-                .pinned_to
-                .or(u.last_ran_on)
-                .and_then(|p| self.vcpu_ns.get_mut(p.index()))
-            {
-                // A vCPU with no measured interval (new, or its counter reset) ran an
-                // unknown part of the pCPU's busy time: the window tells nothing.
-                *x = match u.usage {
-                    Some(_) => x.saturating_add(u.ran_ns),
-                    None => UNKNOWN_NS,
-                };
-            }
-        }
         let reads = match self.mode {
             DemandMode::Estimated => n,
             DemandMode::Measured => PCPU_READS_PER_TICK.min(n),
@@ -360,31 +405,43 @@ impl Sampler {
         Ok(())
     }
 
-    /// The previous sample of the vCPU that is this tick's `k`-th: at the same place in
-    /// last tick's list when the host's order did not change, else by binary search.
-    fn prev_of(&self, k: usize, s: &VcpuSample) -> Option<&Unit> {
+    /// The previous sample of the vCPU that is this tick's `k`-th, and whether it was
+    /// at the same place in last tick's list (the host's order did not change), else
+    /// found by binary search.
+    fn prev_of(&self, k: usize, s: &VcpuSample) -> (Option<&Unit>, bool) {
         if let Some(p) = self
             .prev
             .get(k)
             .filter(|p| p.domain == s.domain && p.vcpu == s.vcpu)
         {
-            return Some(p);
+            return (Some(p), true);
         }
-        let i = self
+        let found = self
             .prev_index
             .binary_search_by(|&(d, v, _)| (d, v).cmp(&(s.domain, s.vcpu)))
-            .ok()?;
-        self.prev.get(self.prev_index[i].2 as usize)
+            .ok()
+            .and_then(|i| self.prev.get(self.prev_index[i].2 as usize));
+        (found, false)
     }
 
-    fn unit(&self, k: usize, s: &VcpuSample, group: u32, left_alone: Option<LeftAlone>) -> Unit {
-        let prev = self.prev_of(k, s);
+    /// Write the `k`-th unit of this tick, from its sample and its previous unit;
+    /// whether that previous unit was at the same place in last tick's list.
+    fn fill(
+        &self,
+        unit: &mut Unit,
+        k: usize,
+        s: &VcpuSample,
+        group: u32,
+        left_alone: Option<LeftAlone>,
+        mem_nodes: u64,
+    ) -> bool {
+        let (prev, in_place) = self.prev_of(k, s);
         let now_usage = prev.and_then(|p| usage(p.cpu_time_ns, p.at_ns, s.cpu_time_ns, s.at_ns));
         let ran_ns = match (prev, now_usage) {
             (Some(p), Some(_)) => s.cpu_time_ns.saturating_sub(p.cpu_time_ns),
             _ => 0,
         };
-        Unit {
+        *unit = Unit {
             domain: s.domain,
             vcpu: s.vcpu,
             group,
@@ -405,21 +462,19 @@ impl Sampler {
                 Some(Smoothed::update(p.demand, raw))
             }),
             fresh: prev.map_or(self.baselined, |p| p.fresh && p.usage.is_none()),
-            mem_nodes: 0,
+            mem_nodes,
             home: prev.map_or(0, |p| p.home),
-        }
+        };
+        in_place
     }
 
     /// Keep this tick's units as the baseline for the next one, taking them from
     /// `units` (which is left with last tick's, to be refilled: no copy). Domains that
     /// stopped are forgotten here: they are simply not in `units`.
     pub fn commit(&mut self, units: &mut Vec<Unit>) {
-        let same = self.prev.len() == units.len()
-            && self
-                .prev
-                .iter()
-                .zip(units.iter())
-                .all(|(p, u)| p.domain == u.domain && p.vcpu == u.vcpu);
+        // `measure` saw the same list in the same order: the index still holds. Taken
+        // once, so a commit without a measure before it builds the index anew.
+        let same = std::mem::take(&mut self.in_order) && self.prev.len() == units.len();
         std::mem::swap(&mut self.prev, units);
         if !same {
             self.prev_index.clear();
@@ -522,5 +577,109 @@ mod tests {
     #[test]
     fn usage_is_clamped_to_one_pcpu() {
         assert_eq!(usage(0, 0, 1_030, 1_000), Some(1.0));
+    }
+
+    /// A host listing three 1-vCPU domains in an order the test sets, domain `d`
+    /// running `d + 1` tenths of a pCPU.
+    struct Listing {
+        order: Vec<u8>,
+        at_ns: u64,
+    }
+
+    #[derive(Debug)]
+    struct NoError;
+
+    impl std::fmt::Display for NoError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("none")
+        }
+    }
+
+    impl HostError for NoError {
+        fn kind(&self) -> FailureKind {
+            FailureKind::Other
+        }
+    }
+
+    impl Host for Listing {
+        type Error = NoError;
+        fn pcpus(&self) -> usize {
+            2
+        }
+        fn now_ns(&self) -> u64 {
+            self.at_ns
+        }
+        fn refresh(&mut self) -> Result<(), NoError> {
+            Ok(())
+        }
+        fn domain_count(&self) -> usize {
+            self.order.len()
+        }
+        fn domain(&self, i: usize) -> crate::host::DomainInfo<'_> {
+            crate::host::DomainInfo {
+                key: key(self.order[i]),
+                name: ["a", "b", "c"][self.order[i] as usize],
+                config_pinned: false,
+                mem_nodes: 0,
+            }
+        }
+        fn sample(&mut self, i: usize, out: &mut Vec<VcpuSample>) -> Result<(), NoError> {
+            let d = self.order[i];
+            out.push(VcpuSample {
+                domain: key(d),
+                vcpu: VcpuId(0),
+                cpu_time_ns: self.at_ns / 10 * (u64::from(d) + 1),
+                at_ns: self.at_ns,
+                pinned_to: Some(PcpuId(0)),
+                last_ran_on: Some(PcpuId(0)),
+                run_queue: None,
+            });
+            Ok(())
+        }
+        fn pin(&mut self, _: DomainKey, _: VcpuId, _: PcpuId) -> Result<(), NoError> {
+            Ok(())
+        }
+    }
+
+    fn key(d: u8) -> DomainKey {
+        DomainKey {
+            uuid: [d; 16],
+            id: u32::from(d),
+        }
+    }
+
+    #[test]
+    fn each_vcpu_is_matched_to_its_own_past_whatever_the_listing_order() {
+        let mut host = Listing {
+            order: vec![0, 1, 2],
+            at_ns: 1_000_000_000,
+        };
+        let (mut sampler, mut units, select) =
+            (Sampler::default(), Vec::new(), Selection::default());
+        sampler.measure(&mut host, &select, &mut units).unwrap();
+        sampler.commit(&mut units);
+        // The same order twice, then others: the index of the previous tick must
+        // follow each change of order, or a vCPU gets another's usage.
+        for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0], [1, 2, 0], [0, 1, 2]] {
+            host.order = order.to_vec();
+            host.at_ns += 1_000_000_000;
+            sampler.measure(&mut host, &select, &mut units).unwrap();
+            for u in &units {
+                let d = u.domain.uuid[0];
+                let want = (f64::from(d) + 1.0) / 10.0;
+                let got = u.usage.expect("a vCPU seen before has a usage");
+                assert!((got - want).abs() < 1e-9, "order {order:?}: {d} got {got}");
+            }
+            sampler.commit(&mut units);
+        }
+        // A domain gone from the list: the others keep their own pasts.
+        host.order = vec![2, 0];
+        host.at_ns += 1_000_000_000;
+        sampler.measure(&mut host, &select, &mut units).unwrap();
+        let usages: Vec<_> = units.iter().map(|u| u.usage.unwrap()).collect();
+        assert!(
+            (usages[0] - 0.3).abs() < 1e-9 && (usages[1] - 0.1).abs() < 1e-9,
+            "{usages:?}"
+        );
     }
 }
