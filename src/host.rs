@@ -26,7 +26,7 @@ use crate::topology::Topology;
 pub struct PcpuId(pub u32);
 
 /// A vCPU index within its domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VcpuId(pub u32);
 
 impl PcpuId {
@@ -47,7 +47,7 @@ impl VcpuId {
 /// cpu time starts again from zero, and libvirt gives it a new id. The id alone is not
 /// enough either: ids can be reused by another domain. Together they never confuse an
 /// old sample with a new domain. `Copy`, so hot data carries it without allocating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DomainKey {
     pub uuid: [u8; 16],
     pub id: u32,

@@ -11,7 +11,7 @@ use crate::host::{
 };
 
 /// One vCPU this tick: what was read, the usage derived from it, and our own history.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Unit {
     pub domain: DomainKey,
     pub vcpu: VcpuId,
@@ -49,31 +49,6 @@ pub struct Unit {
     pub mem_nodes: u64,
     pub home: u64,
 }
-
-/// A placeholder for a slot of the units' buffer about to be written.
-const UNSET: Unit = Unit {
-    domain: DomainKey {
-        uuid: [0; 16],
-        id: 0,
-    },
-    vcpu: VcpuId(0),
-    group: 0,
-    left_alone: None,
-    cpu_time_ns: 0,
-    at_ns: 0,
-    usage: None,
-    ran_ns: 0,
-    pinned_to: None,
-    last_ran_on: None,
-    moved_at: None,
-    known_demand: None,
-    run_queue: None,
-    demand: None,
-    usage_smoothed: None,
-    fresh: false,
-    mem_nodes: 0,
-    home: 0,
-};
 
 impl Unit {
     /// May it be pinned? Selected by `--domain`/`--exclude-domain` and not pinned by
@@ -312,9 +287,10 @@ impl Sampler {
         host.refresh()?;
         host.sample_run_queues()?;
         self.samples.clear();
+        // Run time is charged to the pCPUs as it is read (see `measure_pcpus`).
+        self.vcpu_ns.resize(host.pcpus(), 0);
         // Units are written over last-but-one tick's in place (a Unit is a few hundred
         // bytes: built elsewhere and pushed, each would be copied once more).
-        self.vcpu_ns.resize(host.pcpus(), 0);
         let mut n = 0;
         let mut in_order = true;
         for d in 0..host.domain_count() {
@@ -343,7 +319,7 @@ impl Sampler {
             let mem_nodes = info.mem_nodes;
             for s in &self.samples[start..] {
                 if n == units.len() {
-                    units.push(UNSET);
+                    units.push(Unit::default());
                 }
                 in_order &= self.fill(&mut units[n], n, s, d as u32, left_alone, mem_nodes);
                 charge(&mut self.vcpu_ns, &units[n]);
@@ -371,7 +347,6 @@ impl Sampler {
     fn measure_pcpus<H: Host>(&mut self, host: &mut H) -> Result<(), H::Error> {
         let n = host.pcpus();
         self.pcpu_last.resize(n, None);
-        self.vcpu_ns.resize(n, 0);
         self.pcpu_host.resize(n, None);
         self.pcpu_busy.clear();
         self.pcpu_busy.resize(n, None);
