@@ -20,7 +20,9 @@
 //!     pin each vCPU that must be pinned, largest first, where it adds least (repack.rs)
 //!     local = descend(plan)                         # search.rs
 //!     if some placement could beat local by more than a price:
-//!         scratch = descend(every vCPU placed again, largest first)
+//!         scratch = descend(every vCPU placed again, largest first; on several
+//!                           nodes also with each unbound domain given the node
+//!                           with most room, largest first)
 //!         plan = the cheaper of local and scratch (migrations counted)
 //!     verdict: σ of measured load and of demand ≤ threshold, node by node
 //! descend:
@@ -54,6 +56,7 @@ pub use types::{
 };
 
 use cost::Terms;
+use repack::Toward;
 use state::PcpuWork;
 use types::sigma_pct_iter;
 
@@ -157,10 +160,12 @@ fn search(s: &mut Scratch, params: &Params) {
     }
     let local = s.total();
     // From scratch, leaning towards the pins as they are, then towards the local
-    // search's result (where the next tick would start): the cheapest of the three.
+    // search's result (where the next tick would start), and on a host of several
+    // nodes with every unbound domain given a node again: the cheapest of them all.
     s.save(0);
     let mut best = local;
-    for toward in [repack::Toward::Pins, repack::Toward::Saved] {
+    let tries = if s.nodes > 1 { 3 } else { 2 };
+    for &toward in &[Toward::Pins, Toward::Saved, Toward::Nodes][..tries] {
         repack::from_scratch(s, toward);
         search::descend(s, pmin);
         let cost = s.total();

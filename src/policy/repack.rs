@@ -14,6 +14,7 @@ use super::heap::Heap;
 use super::home::in_pool;
 use super::state::Scratch;
 use super::types::TIE;
+use crate::topology::MAX_NODES;
 
 /// Place the movable items that are planned nowhere (they must be pinned anyway).
 pub(super) fn place_forced(s: &mut Scratch) {
@@ -32,11 +33,15 @@ pub const SCRATCH_VCPUS: usize = 1024;
 
 /// Which placement a placement from scratch leans towards, where choices cost about
 /// the same: the pins as they are (staying costs no migration), or the one the local
-/// search found (the one the next tick would start from).
+/// search found (the one the next tick would start from). `Nodes` leans towards the
+/// pins too, but first gives every domain whose memory is not bound a home again,
+/// largest first on the node with most room: what no move of one domain at a time
+/// reaches when each would first overload the node it goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Toward {
     Pins,
     Saved,
+    Nodes,
 }
 
 /// Take every movable item off and place them all again, largest first. The plan as it
@@ -51,6 +56,9 @@ pub(super) fn from_scratch(s: &mut Scratch, toward: Toward) {
             order.push(i);
         }
     }
+    if toward == Toward::Nodes {
+        rehome(s);
+    }
     place(s, &mut order, toward);
     // A vCPU whose home has no allowed pCPU goes back where it was.
     for &i in order.iter() {
@@ -61,6 +69,68 @@ pub(super) fn from_scratch(s: &mut Scratch, toward: Toward) {
         }
     }
     s.order = order;
+}
+
+/// With every movable item taken off: each domain whose memory is not bound and whose
+/// vCPUs were all taken off gets the node where its demand leaves the most room (load
+/// over allowed pCPUs), largest domain first, after the load that stays and the bound
+/// domains' demand on their nodes. Ties go to the node it is on.
+fn rehome(s: &mut Scratch) {
+    let nodes = s.nodes.min(MAX_NODES);
+    let (mut load, mut domains) = (std::mem::take(&mut s.fill), std::mem::take(&mut s.buf));
+    load.clear();
+    load.resize(2 * nodes, 0.0);
+    for w in s
+        .pcpu
+        .iter()
+        .filter(|w| w.allowed && (w.node as usize) < nodes)
+    {
+        load[w.node as usize] += w.load;
+        load[nodes + w.node as usize] += 1.0;
+    }
+    domains.clear();
+    let mut first = 0;
+    while first < s.item.len() {
+        let run = first..first + s.item[first].len.max(1);
+        first = run.end;
+        let w = &s.item[run.start];
+        let taken = s.item[run.clone()]
+            .iter()
+            .all(|x| x.movable && x.at.is_none());
+        let n = w.home.trailing_zeros() as usize;
+        if taken && !w.bound && w.home.count_ones() == 1 {
+            domains.push(run.start);
+        } else if n < nodes {
+            load[n] += s.item[run].iter().map(|x| x.demand).sum::<f64>();
+        }
+    }
+    let total = |s: &Scratch, d: usize| -> f64 {
+        s.item[d..d + s.item[d].len.max(1)]
+            .iter()
+            .map(|x| x.demand)
+            .sum()
+    };
+    domains.sort_unstable_by(|&a, &b| total(s, b).total_cmp(&total(s, a)).then(a.cmp(&b)));
+    for &d in &domains {
+        let (x, own) = (total(s, d), s.item[d].home.trailing_zeros() as usize);
+        let room = |n: usize| (load[n] + x) / load[nodes + n];
+        let best = (0..nodes)
+            .filter(|&n| load[nodes + n] > 0.0)
+            .min_by(|&a, &b| {
+                room(a)
+                    .total_cmp(&room(b))
+                    .then((a != own).cmp(&(b != own)))
+                    .then(a.cmp(&b))
+            });
+        if let Some(n) = best {
+            load[n] += x;
+            let len = s.item[d].len.max(1);
+            for w in &mut s.item[d..d + len] {
+                w.home = 1 << n;
+            }
+        }
+    }
+    (s.fill, s.buf) = (load, domains);
 }
 
 /// Place `items` (none planned anywhere), largest demand first, grouped by home (one
@@ -99,7 +169,7 @@ fn place_pool(s: &mut Scratch, home: u64, items: &[usize], toward: Toward) {
             break;
         };
         let lean = match toward {
-            Toward::Pins => s.item[i].orig,
+            Toward::Pins | Toward::Nodes => s.item[i].orig,
             Toward::Saved => s.saved[0].get(i).and_then(|x| x.0),
         };
         let own = lean.filter(|&o| in_pool(s, home, o));
