@@ -99,15 +99,19 @@ pub fn plan(
         plans_on_demand: policy == Policy::Balance,
         settled: true,
     };
+    // A first reading cannot price a move: its noise is not known yet, and it adds to
+    // the spread of the loads (σ² of a reading = σ² of the loads + σ² of the noise).
+    // Loads within the threshold read with noise as large as the threshold itself read
+    // up to √2 × threshold: such a host is left as it is until the second reading.
+    let noise_may_explain =
+        sigma.max(demand_sigma) <= std::f64::consts::SQRT_2 * params.threshold_pct;
     for w in s.item.iter_mut() {
         w.home0 = w.home;
     }
     repack::place_forced(s);
     match policy {
         Policy::Seed if any_usage && !analysis.balanced() => seed::seed_move(s),
-        // A first reading cannot price a move (its noise is not known yet): a host
-        // that already reads balanced is left as it is until the second.
-        Policy::Balance if any_usage && !starting && !(first && analysis.balanced()) => {
+        Policy::Balance if any_usage && !starting && !(first && noise_may_explain) => {
             search(s, params)
         }
         _ => {}

@@ -302,7 +302,7 @@ fn noise_raises_the_price_of_a_move() {
 }
 
 #[test]
-fn a_first_reading_of_a_balanced_host_moves_nothing() {
+fn a_first_reading_of_a_host_noise_could_make_balanced_moves_nothing() {
     // 60 / 52 %: a move of the 5 % vCPU would gain, but one reading cannot tell it from
     // noise. Read twice, the same figures are worth it.
     let mut items = vec![wants(0.55, 0, 0), wants(0.05, 0, 1), wants(0.52, 1, 2)];
@@ -314,6 +314,16 @@ fn a_first_reading_of_a_balanced_host_moves_nothing() {
     for it in &mut items {
         it.first_reading = false;
     }
+    assert_eq!(run(Policy::Balance, &items, 2).1.len(), 1);
+    // Nor one within √2 × the threshold (noise as large as the threshold, added to
+    // loads within it, reads that much): 60 / 47 % reads σ 6.5.
+    let mut items = vec![wants(0.55, 0, 0), wants(0.05, 0, 1), wants(0.47, 1, 2)];
+    for it in &mut items {
+        it.first_reading = true;
+    }
+    let (a, moves) = run(Policy::Balance, &items, 2);
+    assert!(!a.balanced() && moves.is_empty(), "{a:?} {moves:?}");
+    items[1].first_reading = false;
     assert_eq!(run(Policy::Balance, &items, 2).1.len(), 1);
     // An unbalanced host is fixed on its first reading.
     let mut items = vec![wants(0.9, 0, 0), wants(0.9, 0, 1)];
