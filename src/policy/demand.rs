@@ -17,8 +17,9 @@ const CAPPED_SHARE: f64 = 0.9;
 /// A pCPU with a single vCPU is still shared when the host's own load takes at least
 /// this fraction of it. 0.1: below that it is sampling noise.
 const HOST_SHARE: f64 = 0.1;
-/// A capped vCPU that gets at most this multiple of its known demand is assumed to
-/// still want just that. 1.05 absorbs measurement noise; more means it grew.
+/// A capped vCPU that gets at most this multiple of its known demand (plus
+/// `noise_sigmas` times the noise of its own readings) is assumed to still want just
+/// that. 1.05 absorbs the error of one reading; more than both means it grew.
 const KNOWN_SLACK: f64 = 1.05;
 
 /// Measured load per pCPU: the host's own load, plus each vCPU's usage where it is (a
@@ -76,7 +77,7 @@ fn capped(s: &Scratch, p: usize, u: f64) -> bool {
 
 /// Fill each item's planning demand (and whether it is only a guess), and the demand
 /// on each pCPU before the plan (the host's load included).
-pub(super) fn estimate(policy: Policy, items: &[Item], s: &mut Scratch) {
+pub(super) fn estimate(policy: Policy, items: &[Item], noise_sigmas: f64, s: &mut Scratch) {
     for w in s.pcpu.iter_mut() {
         w.demand_here = w.host;
     }
@@ -96,9 +97,10 @@ pub(super) fn estimate(policy: Policy, items: &[Item], s: &mut Scratch) {
             && capped(s, p, u)
         {
             match it.known_demand {
-                // It gets no more than it wanted when it last had room: assume it wants
-                // that still (the share holds it back, or it is simply satisfied).
-                Some(k) if u <= k * KNOWN_SLACK => d = k.max(d),
+                // It gets no more than it wanted when it last had room, give or take
+                // the noise of its readings: assume it wants that still (the share
+                // holds it back, or it is simply satisfied).
+                Some(k) if u <= k * KNOWN_SLACK + noise_sigmas * it.noise => d = k.max(d),
                 // Nothing better known: it may want a whole pCPU, until a move shows.
                 _ => {
                     d = 1.0;

@@ -79,7 +79,7 @@ pub fn plan(
     out.moves.clear();
     s.reset(pcpus, items);
     demand::measure_loads(items, s);
-    demand::estimate(policy, items, s);
+    demand::estimate(policy, items, params.noise_sigmas, s);
     home::settle(items, s);
     home::start(items, params, s);
     let any_usage = items.iter().any(|i| i.usage.is_some());

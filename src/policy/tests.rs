@@ -59,6 +59,7 @@ pub(super) struct Run {
     pub moves: Vec<Planned>,
     pub loads: Vec<f64>,
     pub observed: Vec<Option<f64>>,
+    pub item_demand: Vec<f64>,
     pub home: Vec<u64>,
 }
 
@@ -84,6 +85,7 @@ pub(super) fn plan_with(policy: Policy, items: &[Item], pcpus: &[Pcpu], params: 
         moves,
         loads,
         observed,
+        item_demand,
         home,
     }
 }
@@ -329,6 +331,28 @@ fn a_first_reading_of_a_host_noise_could_make_balanced_moves_nothing() {
     let mut items = vec![wants(0.9, 0, 0), wants(0.9, 0, 1)];
     items[0].first_reading = true;
     assert_eq!(run(Policy::Balance, &items, 2).1.len(), 1);
+}
+
+#[test]
+fn a_squeezed_vcpu_within_its_noise_of_what_it_wanted_wants_that_still() {
+    // Demand not measured. Two vCPUs fill pCPU 0 (48 % each, saturated and shared);
+    // the first, when it last had room, used 42 %, and its readings vary by 3 points.
+    // 48 % is more than 42 % × 1.05 but within 3 × 3 points of it: noise, not growth.
+    // It is planned at what it gets, 48 %, not at a guessed whole pCPU.
+    let mut items = vec![pinned(0.48, 0, 0), pinned(0.48, 0, 1), pinned(0.1, 1, 2)];
+    items[0].known_demand = Some(0.42);
+    items[0].noise = 0.03;
+    let r = plan_with(Policy::Balance, &items, &flat(2), &Params::default());
+    assert!(
+        (r.item_demand[0] - 0.48).abs() < 1e-9,
+        "{:?}",
+        r.item_demand
+    );
+    assert_eq!(r.item_demand[1], 1.0, "nothing known of the other: a guess");
+    // Quieter readings: the same 48 % is growth, and it may want a whole pCPU.
+    items[0].noise = 0.01;
+    let r = plan_with(Policy::Balance, &items, &flat(2), &Params::default());
+    assert_eq!(r.item_demand[0], 1.0, "{:?}", r.item_demand);
 }
 
 #[test]
