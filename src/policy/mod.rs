@@ -102,9 +102,11 @@ pub fn plan(
     // A first reading cannot price a move: its noise is not known yet, and it adds to
     // the spread of the loads (σ² of a reading = σ² of the loads + σ² of the noise).
     // Loads within the threshold read with noise as large as the threshold itself read
-    // up to √2 × threshold: such a host is left as it is until the second reading.
+    // up to √2 × threshold: such a host is left as it is until the second reading,
+    // unless vCPUs must be pinned now anyway (placed alone, they would be placed twice).
+    let must_place = s.item.iter().any(|w| w.movable && w.at.is_none());
     let noise_may_explain =
-        sigma.max(demand_sigma) <= std::f64::consts::SQRT_2 * params.threshold_pct;
+        !must_place && sigma.max(demand_sigma) <= std::f64::consts::SQRT_2 * params.threshold_pct;
     for w in s.item.iter_mut() {
         w.home0 = w.home;
     }

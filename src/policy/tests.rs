@@ -327,6 +327,27 @@ fn a_first_reading_of_a_host_noise_could_make_balanced_moves_nothing() {
     assert!(!a.balanced() && moves.is_empty(), "{a:?} {moves:?}");
     items[1].first_reading = false;
     assert_eq!(run(Policy::Balance, &items, 2).1.len(), 1);
+    // Unless vCPUs must be pinned now anyway: then the whole plan is made at once, not
+    // the new ones placed alone and the rest rearranged a tick later. 90 / 104 % reads
+    // σ 7.0; the best is 99 / 95 %, which moves a vCPU that is pinned already.
+    let mut items = vec![
+        wants(0.16, 1, 0),
+        wants(0.88, 1, 0),
+        wants(0.83, 0, 1),
+        wants(0.07, 0, 1),
+    ];
+    for it in &mut items {
+        it.first_reading = true;
+    }
+    items[2].pinned = None;
+    items[3].pinned = None;
+    let (_, moves) = run(Policy::Balance, &items, 2);
+    let loads = after(&items, &moves, 2);
+    assert!(
+        loads.iter().all(|&l| l <= 0.99 + 1e-9),
+        "{loads:?} {moves:?}"
+    );
+    assert!(moves.iter().any(|m| m.item < 2), "{moves:?}");
     // An unbalanced host is fixed on its first reading.
     let mut items = vec![wants(0.9, 0, 0), wants(0.9, 0, 1)];
     items[0].first_reading = true;
