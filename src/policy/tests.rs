@@ -303,26 +303,27 @@ fn noise_raises_the_price_of_a_move() {
     assert!(moves.is_empty(), "{moves:?}");
 }
 
+/// Mark every item as read once (or not).
+fn read_once(items: &mut [Item], once: bool) {
+    for it in items {
+        it.first_reading = once;
+    }
+}
+
 #[test]
 fn a_first_reading_of_a_host_noise_could_make_balanced_moves_nothing() {
     // 60 / 52 %: a move of the 5 % vCPU would gain, but one reading cannot tell it from
     // noise. Read twice, the same figures are worth it.
     let mut items = vec![wants(0.55, 0, 0), wants(0.05, 0, 1), wants(0.52, 1, 2)];
-    for it in &mut items {
-        it.first_reading = true;
-    }
+    read_once(&mut items, true);
     let (a, moves) = run(Policy::Balance, &items, 2);
     assert!(a.balanced() && moves.is_empty(), "{moves:?}");
-    for it in &mut items {
-        it.first_reading = false;
-    }
+    read_once(&mut items, false);
     assert_eq!(run(Policy::Balance, &items, 2).1.len(), 1);
     // Nor one within √2 × the threshold (noise as large as the threshold, added to
     // loads within it, reads that much): 60 / 47 % reads σ 6.5.
     let mut items = vec![wants(0.55, 0, 0), wants(0.05, 0, 1), wants(0.47, 1, 2)];
-    for it in &mut items {
-        it.first_reading = true;
-    }
+    read_once(&mut items, true);
     let (a, moves) = run(Policy::Balance, &items, 2);
     assert!(!a.balanced() && moves.is_empty(), "{a:?} {moves:?}");
     items[1].first_reading = false;
@@ -336,9 +337,7 @@ fn a_first_reading_of_a_host_noise_could_make_balanced_moves_nothing() {
         wants(0.83, 0, 1),
         wants(0.07, 0, 1),
     ];
-    for it in &mut items {
-        it.first_reading = true;
-    }
+    read_once(&mut items, true);
     items[2].pinned = None;
     items[3].pinned = None;
     let (_, moves) = run(Policy::Balance, &items, 2);
