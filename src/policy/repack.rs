@@ -101,7 +101,9 @@ fn rehome(s: &mut Scratch) {
         if taken && !w.bound && w.home.count_ones() == 1 {
             domains.push(run.start);
         } else if n < nodes {
-            load[n] += s.item[run].iter().map(|x| x.demand).sum::<f64>();
+            // Its vCPUs taken off go back to its home; the others are in `load` already.
+            let off = s.item[run].iter().filter(|x| x.movable && x.at.is_none());
+            load[n] += off.map(|x| x.demand).sum::<f64>();
         }
     }
     let total = |s: &Scratch, d: usize| -> f64 {
