@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use vcpu_scheduler::cpumap::CpuMap;
 use vcpu_scheduler::scheduler::{SchedConfig, Scheduler};
 use vcpu_scheduler::service::simulate::INTERVAL_NS;
-use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario};
+use vcpu_scheduler::sim::scenario::{DomainSpec, Scenario, Shape};
 use vcpu_scheduler::sim::{SimHost, SplitMix64};
 
 pub fn run(dir: &Path) -> Result<(), String> {
@@ -43,12 +43,24 @@ pub fn run(dir: &Path) -> Result<(), String> {
         host: Vec::new(),
         events: Vec::new(),
     };
+    // The same on 4 nodes of 64 pCPUs (all the domains start on node 0, memory not
+    // bound): only the local search runs at this size, so whole domains leave node 0
+    // one move at a time.
+    let numa = Scenario {
+        topology: Some(Shape {
+            sockets: 4,
+            cores: 64,
+            threads: 1,
+        }),
+        ..huge.clone()
+    };
     for (label, sc) in [
         (
             "500 domains x 4 vCPUs on 64 pCPUs (large-500x4.scn)",
             &large,
         ),
         ("2,000 domains x 4 vCPUs on 256 pCPUs", &huge),
+        ("the same on 4 nodes of 64 pCPUs", &numa),
     ] {
         let host = SimHost::from_scenario(sc).map_err(|e| e.to_string())?;
         let cfg = SchedConfig {

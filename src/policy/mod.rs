@@ -156,10 +156,25 @@ pub fn plan(
 /// `balance`: the local search, and the placement from scratch when it could do better.
 fn search(s: &mut Scratch, params: &Params) {
     let pmin = params.price;
-    search::descend(s, pmin);
     if s.item.len() > repack::SCRATCH_VCPUS {
+        // Too many vCPUs to place from scratch every tick. But where a node is over
+        // capacity beside one with room, whole domains must change node, which the
+        // local search does one at a time, each step looking at every domain: there the
+        // placement that gives every domain a node again goes first.
+        if repack::nodes_uneven(s) {
+            let start = s.total();
+            s.save(0);
+            repack::from_scratch(s, Toward::Nodes);
+            search::descend(s, pmin);
+            if s.total() < start - TIE {
+                return;
+            }
+            s.restore(0);
+        }
+        search::descend(s, pmin);
         return;
     }
+    search::descend(s, pmin);
     let digest = s.digest();
     if digest == s.lost_to {
         return;

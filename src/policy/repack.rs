@@ -71,6 +71,27 @@ pub(super) fn from_scratch(s: &mut Scratch, toward: Toward) {
     s.order = order;
 }
 
+/// Is some node's planned load over its allowed pCPUs while another node has room?
+pub(super) fn nodes_uneven(s: &mut Scratch) -> bool {
+    let nodes = s.nodes.min(MAX_NODES);
+    if nodes < 2 {
+        return false;
+    }
+    let mut room = std::mem::take(&mut s.fill);
+    room.clear();
+    room.resize(nodes, 0.0);
+    for w in s
+        .pcpu
+        .iter()
+        .filter(|w| w.allowed && (w.node as usize) < nodes)
+    {
+        room[w.node as usize] += 1.0 - w.load;
+    }
+    let uneven = room.iter().any(|&r| r < -TIE) && room.iter().any(|&r| r > TIE);
+    s.fill = room;
+    uneven
+}
+
 /// With every movable item taken off: each domain whose memory is not bound and whose
 /// vCPUs were all taken off gets the node where its demand leaves the most room (load
 /// over allowed pCPUs), largest domain first, after the load that stays and the bound

@@ -331,7 +331,18 @@ fn best_domain(s: &mut Scratch) -> Option<Change> {
             for i in run.clone() {
                 let x = &s.item[i];
                 let p = x.at.unwrap_or(0);
-                most += 2.0 * x.demand * ((s.slope(p) - emin).max(0.0) + OVERLOAD);
+                // The load term gains at most 2 d (e_p − e_min) − 2 c d², the curvature
+                // c 1 to another core (so to another node), 1 − s to a sibling thread;
+                // the overload term at most what its pCPU is over capacity, up to d.
+                let d = x.demand;
+                let c = if s.pcpu[p].node == n {
+                    1.0 - s.smt()
+                } else {
+                    1.0
+                };
+                let over = (s.pcpu[p].load - 1.0).clamp(0.0, d);
+                most +=
+                    (2.0 * d * (s.slope(p) - emin) - 2.0 * c * d * d).max(0.0) + OVERLOAD * over;
                 most += s.numa(i, s.pcpu[p].node);
                 price += x.price;
             }

@@ -228,3 +228,27 @@ fn allowed_pcpus_apply_within_each_node() {
     assert_eq!(r.moves.len(), 2, "{:?}", r.moves);
     assert!(r.moves.iter().all(|m| m.to < 2), "{:?}", r.moves);
 }
+
+#[test]
+fn a_large_host_with_a_node_over_capacity_sends_whole_domains_away_in_one_plan() {
+    // 2 nodes × 8 pCPUs; 300 domains of 4 vCPUs at 1 % (12 pCPUs of demand, 1,200 vCPUs:
+    // more than a placement from scratch is tried for on every tick), all on node 0.
+    // One plan leaves node 0 within its 8 pCPUs, every domain whole on one node.
+    let pcpus = shaped(2, 8, 1);
+    let items: Vec<Item> = (0..1200)
+        .map(|i| wants(0.01, i % 8, (i / 4) as u32))
+        .collect();
+    let r = plan_on(&pcpus, &items);
+    let mut at: Vec<usize> = items.iter().map(|it| it.pinned.unwrap()).collect();
+    for m in &r.moves {
+        at[m.item] = m.to;
+    }
+    let node0: f64 = at.iter().filter(|&&p| p < 8).count() as f64 * 0.01;
+    assert!(
+        (4.0 - 1e-9..=8.0 + 1e-9).contains(&node0),
+        "node 0 holds {node0}"
+    );
+    for d in at.chunks(4) {
+        assert!(d.iter().all(|&p| (p < 8) == (d[0] < 8)), "split: {d:?}");
+    }
+}
