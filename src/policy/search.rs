@@ -279,15 +279,36 @@ fn best_swap(
 /// cheapest if that lowers the cost, in one pass (the destinations as they were at
 /// its start: the cost of each move is exact, only the choice of candidates ages).
 /// Whether any moved.
+///
+/// After a placement from scratch most vCPUs are away from their pins, so each is
+/// first judged by its move back (exact) and a bound on its moves to the
+/// destinations: a move of `d` from `p` to `q` changes the load terms by
+/// `2d (e_q − e_p) + 2c d²` (`c` ≥ 1 − s, see [`bound`]) plus the overload, and gains
+/// at most its NUMA cost and, only going back, its price. Where neither can lower the
+/// cost, the full look would move nothing either.
 fn special_pass(s: &mut Scratch) -> bool {
     let mut moved = false;
+    let mut emin = dest_slope(s);
     for i in 0..s.item.len() {
         let w = &s.item[i];
         let Some(p) = w.at.filter(|_| w.movable) else {
             continue;
         };
         let home = w.orig.is_none_or(|o| o == p);
-        if home && (s.nodes == 1 || s.numa(i, s.pcpu[p].node) == 0.0) {
+        let numa = s.numa(i, s.pcpu[p].node);
+        if home && (s.nodes == 1 || numa == 0.0) {
+            continue;
+        }
+        let d = w.demand;
+        let over = (s.pcpu[p].load - 1.0).max(0.0).min(d);
+        let least =
+            2.0 * d * (emin - s.slope(p)) + 2.0 * (1.0 - s.smt()) * d * d - OVERLOAD * over - numa;
+        let back = w.orig.filter(|&o| o != p && s.pcpu[o].allowed);
+        let stays = |o| {
+            let (t, price) = s.move_terms(i, o);
+            t.total() + price >= -TIE
+        };
+        if d >= 0.0 && least > -TIE / 2.0 && back.is_none_or(stays) {
             continue;
         }
         if let Some(Change {
@@ -296,10 +317,17 @@ fn special_pass(s: &mut Scratch) -> bool {
         }) = best_move(s, i, None).filter(|c| c.delta() < -TIE)
         {
             s.shift(i, to);
+            emin = dest_slope(s);
             moved = true;
         }
     }
     moved
+}
+
+/// The lowest slope among the destinations [`dests`] chose, as the pCPUs stand now.
+fn dest_slope(s: &Scratch) -> f64 {
+    let q = s.dest.iter().flatten().filter(|&&q| q != usize::MAX);
+    q.map(|&q| s.slope(q)).fold(f64::INFINITY, f64::min)
 }
 
 /// The best move of a whole domain (whose memory is not bound, of two or more vCPUs)
@@ -340,7 +368,7 @@ fn best_domain(s: &mut Scratch) -> Option<Change> {
                 } else {
                     1.0
                 };
-                let over = (s.pcpu[p].load - 1.0).clamp(0.0, d);
+                let over = (s.pcpu[p].load - 1.0).max(0.0).min(d);
                 most +=
                     (2.0 * d * (s.slope(p) - emin) - 2.0 * c * d * d).max(0.0) + OVERLOAD * over;
                 most += s.numa(i, s.pcpu[p].node);
