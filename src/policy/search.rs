@@ -295,8 +295,13 @@ fn special_pass(s: &mut Scratch) -> bool {
             continue;
         };
         let home = w.orig.is_none_or(|o| o == p);
-        let numa = s.numa(i, s.pcpu[p].node);
-        if home && (s.nodes == 1 || numa == 0.0) {
+        // One node: every vCPU is at home.
+        let numa = if s.nodes > 1 {
+            s.numa(i, s.pcpu[p].node)
+        } else {
+            0.0
+        };
+        if home && numa == 0.0 {
             continue;
         }
         let d = w.demand;
