@@ -20,7 +20,15 @@ log=$(mktemp)
 lablog=$(mktemp)
 trap 'rm -f "$log" "$lablog"' EXIT
 status=0
+# A real-guest test that finds libvirtd gone starts it again and records it here
+# (tests/common/guests/virsh.rs): shown below, so a green run does not hide it.
+restarts=/var/tmp/vcpu-scheduler-tests/libvirtd-restarts.log
+rm -f "$restarts"
 cargo test --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
+if [ -s "$restarts" ]; then
+    echo "== libvirtd was found without a process and started again during the tests:"
+    cat "$restarts"
+fi
 
 # The lab host (scripts/lab-host.sh): a VM with systemd as PID 1 and 2 NUMA nodes x 2 cores
 # x 2 threads, where the service runs under real systemd and the topology rules meet a
