@@ -35,8 +35,8 @@ pub use boot::boot_sector;
 pub use fleet::{Fleet, Guest, HostLock, sweep, sweep_dead_runs};
 pub use measure::{Meter, PinWatch, Pins, Sample, VcpuReading, pcpu_of, pinned_per_pcpu, sigma};
 pub use virsh::{
-    LIBVIRTD_RESTARTS, domain_type, domains_with_prefix, parse_cpulist, pcpu_count,
-    require_hypervisor, require_hypervisor_reviving, vcpu_pins, virsh,
+    domain_type, domains_with_prefix, parse_cpulist, pcpu_count, require_hypervisor,
+    require_hypervisor_reviving, vcpu_pins, virsh,
 };
 
 use std::fmt;

@@ -64,8 +64,9 @@ pub const LIBVIRTD_RESTARTS: &str = "/var/tmp/vcpu-scheduler-tests/libvirtd-rest
 /// (wedged, stopped) is not touched: that still fails. Never under systemd, which
 /// restarts its own units. True when it restarted libvirtd.
 pub fn require_hypervisor_reviving(test: &str) -> Result<bool, String> {
-    if require_hypervisor().is_ok() || Path::new("/run/systemd/system").is_dir() {
-        return require_hypervisor().map(|()| false);
+    let first = require_hypervisor();
+    if first.is_ok() || Path::new("/run/systemd/system").is_dir() {
+        return first.map(|()| false);
     }
     // A process of that name that is not a zombie (a dead daemon stays one where PID 1
     // does not reap, as in this container).
@@ -81,7 +82,7 @@ pub fn require_hypervisor_reviving(test: &str) -> Result<bool, String> {
         })
     };
     if alive("libvirtd") {
-        return require_hypervisor().map(|()| false);
+        return first.map(|()| false);
     }
     let shell = |line: &str| {
         Command::new("sh")
