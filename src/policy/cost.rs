@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! cost = (1 − s) × Σ_pcpu L²  +  s × Σ_core K²       load, per thread and per core
-//!      + OVERLOAD × Σ_pcpu max(0, L − 1)               demand no pCPU can serve
-//!      + REMOTE × Σ_vcpu d × [off its home node]      NUMA
+//!      + OVERLOAD × (1 + s) × Σ_pcpu max(0, L − 1)     demand no pCPU can serve
+//!      + REMOTE × (1 + s) × Σ_vcpu d × [off home]     NUMA
 //!      + price × Σ_vcpu [moved] × its price factor     migrations (see Params)
 //! ```
 //!
@@ -28,13 +28,18 @@ use super::types::{TIE, Why};
 /// apart (and lose a whole pCPU); on sibling threads `2 × 0.7` more.
 pub const SMT_SHARED: f64 = 0.7;
 
-/// The NUMA term, pCPU² per pCPU of demand away from its home node: 2, what that
-/// demand can at most save in the load term while its pCPU is not over capacity
-/// (adding `d` to a pCPU at `L` costs `2 L d`, at most `2 d` up to `L = 1`). So a vCPU
-/// never leaves its memory for balance alone, only to escape a pCPU over capacity. A
-/// domain whose memory is not bound pays it only for vCPUs away from the rest: moved
-/// whole, its home (and, by the kernel's NUMA balancing, its memory) goes with it; a
-/// bound one pays for each vCPU away from its memory wherever the domain goes.
+/// The NUMA term, pCPU² per pCPU of demand away from its home node, on a host without
+/// SMT: 2, what that demand can at most save in the load term while its pCPU is not
+/// over capacity (adding `d` to a pCPU at `L` costs `2 L d`, at most `2 d` up to
+/// `L = 1`). With SMT it is `2 (1 + s)` ([`Scratch::remote`]): at a full core of two
+/// threads the load term's slope is `(1 − s) 2 L + s 2 K = 2 + 2 s`. So a vCPU never
+/// leaves its memory for balance alone, not even to a freer core, only to escape a pCPU
+/// over capacity. (Priced at 2 on SMT hosts too, the bench's random topologies ended
+/// with vCPUs off their node to relieve a full core on 14 hosts of the 720 where a
+/// placement had no vCPU remote and no SMT conflict: README, *Topology*.) A domain
+/// whose memory is not bound pays it only for vCPUs away from the rest: moved whole,
+/// its home (and, by the kernel's NUMA balancing, its memory) goes with it; a bound
+/// one pays for each vCPU away from its memory wherever the domain goes.
 pub const REMOTE: f64 = 2.0;
 
 /// The least demand the NUMA term counts a vCPU at: 0.01 of a pCPU. An idle vCPU away
@@ -42,9 +47,11 @@ pub const REMOTE: f64 = 2.0;
 const REMOTE_LEAST: f64 = 0.01;
 
 /// Demand beyond a pCPU's capacity is work lost: pCPU² per pCPU of it, on top of the
-/// squares. 2, the marginal load cost at a full pCPU: demand that cannot be served
-/// costs twice what it costs to fill the pCPU, so escaping an overloaded pCPU pays
-/// for going remote (four busy vCPUs on a node of two pCPUs move two away).
+/// squares. 2 on a host without SMT, `2 (1 + s)` with it ([`Scratch::overload`]): the
+/// marginal load cost at a full pCPU (of a full core), so demand that cannot be served
+/// costs twice what it costs to fill the pCPU, and escaping an overloaded pCPU pays
+/// for going remote, at the same scale as [`REMOTE`] (four busy vCPUs on a node of two
+/// pCPUs move two away).
 pub const OVERLOAD: f64 = 2.0;
 
 /// The shape of a term's change, for the log: load, SMT and NUMA parts of a delta.
@@ -82,6 +89,16 @@ impl Scratch {
         if self.shared_cores { SMT_SHARED } else { 0.0 }
     }
 
+    /// The overload and NUMA weights on this host: [`OVERLOAD`] and [`REMOTE`] scaled
+    /// by `1 + s`, the load term's steepest slope below capacity over a flat host's.
+    pub(super) fn overload(&self) -> f64 {
+        OVERLOAD * (1.0 + self.smt())
+    }
+
+    pub(super) fn remote(&self) -> f64 {
+        REMOTE * (1.0 + self.smt())
+    }
+
     /// Slope of the load cost at `p`: adding a little `x` costs about `2x` times this.
     pub(super) fn slope(&self, p: usize) -> f64 {
         let w = &self.pcpu[p];
@@ -97,7 +114,7 @@ impl Scratch {
         let (a, b) = (1.0 - self.smt(), self.smt());
         let sq = |l: f64, x: f64| (l + x) * (l + x) - l * l;
         let lq = self.pcpu[q].load;
-        let mut load = a * sq(lq, d) + OVERLOAD * (over(lq + d) - over(lq));
+        let mut load = a * sq(lq, d) + self.overload() * (over(lq + d) - over(lq));
         let mut smt = 0.0;
         let same_core = p.is_some_and(|p| self.pcpu[p].core == self.pcpu[q].core);
         if !same_core && b > 0.0 {
@@ -105,7 +122,7 @@ impl Scratch {
         }
         if let Some(p) = p {
             let lp = self.pcpu[p].load;
-            load += a * sq(lp, -d) + OVERLOAD * (over(lp - d) - over(lp));
+            load += a * sq(lp, -d) + self.overload() * (over(lp - d) - over(lp));
             if !same_core && b > 0.0 {
                 smt += b * sq(self.core_load(p), -d);
             }
@@ -127,7 +144,7 @@ impl Scratch {
         if free || w.home == 0 || (n as usize) >= 64 || w.home & (1 << n) != 0 {
             0.0
         } else {
-            REMOTE * w.demand.max(REMOTE_LEAST)
+            self.remote() * w.demand.max(REMOTE_LEAST)
         }
     }
 
@@ -188,7 +205,7 @@ impl Scratch {
         let mut c: f64 = self
             .pcpu
             .iter()
-            .map(|w| a * w.load * w.load + OVERLOAD * over(w.load))
+            .map(|w| a * w.load * w.load + self.overload() * over(w.load))
             .sum();
         c += b * self.core.iter().map(|k| k * k).sum::<f64>();
         for (i, w) in self.item.iter().enumerate() {

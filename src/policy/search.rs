@@ -12,7 +12,7 @@
 //! exchange with a pCPU is found by binary search in that pCPU's vCPUs sorted by
 //! demand. No step looks at every vCPU of a domain per candidate.
 
-use super::cost::{OVERLOAD, Terms};
+use super::cost::Terms;
 use super::heap::Heap;
 use super::state::{NONE, Scratch};
 use super::types::TIE;
@@ -151,14 +151,19 @@ fn dests(s: &mut Scratch) {
 
 /// The most a change moving load off `p` towards a pCPU of slope `e` can gain.
 fn bound(s: &Scratch, p: usize, e: f64) -> f64 {
-    let relief = if s.pcpu[p].load > 1.0 {
-        OVERLOAD / 2.0
-    } else {
-        0.0
-    };
-    let gap = (s.slope(p) - e).max(0.0) + relief;
+    let gap = (s.slope(p) - e).max(0.0) + relief(s, p);
     // The least curvature: between two threads of one core, only the per-thread part.
     gap * gap / (2.0 * (1.0 - s.smt()))
+}
+
+/// What the overload term adds to the slope of a pCPU over capacity, for load taken
+/// off it (half the term's weight, as the slope is half the derivative).
+fn relief(s: &Scratch, p: usize) -> f64 {
+    if s.pcpu[p].load > 1.0 {
+        s.overload() / 2.0
+    } else {
+        0.0
+    }
 }
 
 /// A pCPU with at most this many vCPUs has each of them tried for a move.
@@ -218,12 +223,7 @@ fn try_move(s: &Scratch, i: usize, q: usize, best: Option<Change>) -> Option<Cha
 fn ideal(s: &Scratch, p: usize, q: usize, pmin: f64) -> Option<f64> {
     let same_core = s.pcpu[p].core == s.pcpu[q].core;
     let curvature = if same_core { 1.0 - s.smt() } else { 1.0 };
-    let relief = if s.pcpu[p].load > 1.0 {
-        OVERLOAD / 2.0
-    } else {
-        0.0
-    };
-    let gap = s.slope(p) - s.slope(q) + relief;
+    let gap = s.slope(p) - s.slope(q) + relief(s, p);
     (gap > 0.0 && gap * gap / (2.0 * curvature) > pmin).then_some(gap / (2.0 * curvature))
 }
 
@@ -306,8 +306,9 @@ fn special_pass(s: &mut Scratch) -> bool {
         }
         let d = w.demand;
         let over = (s.pcpu[p].load - 1.0).max(0.0).min(d);
-        let least =
-            2.0 * d * (emin - s.slope(p)) + 2.0 * (1.0 - s.smt()) * d * d - OVERLOAD * over - numa;
+        let least = 2.0 * d * (emin - s.slope(p)) + 2.0 * (1.0 - s.smt()) * d * d
+            - s.overload() * over
+            - numa;
         let back = w.orig.filter(|&o| o != p && s.pcpu[o].allowed);
         let stays = |o| {
             let (t, price) = s.move_terms(i, o);
@@ -374,8 +375,8 @@ fn best_domain(s: &mut Scratch) -> Option<Change> {
                     1.0
                 };
                 let over = (s.pcpu[p].load - 1.0).max(0.0).min(d);
-                most +=
-                    (2.0 * d * (s.slope(p) - emin) - 2.0 * c * d * d).max(0.0) + OVERLOAD * over;
+                most += (2.0 * d * (s.slope(p) - emin) - 2.0 * c * d * d).max(0.0)
+                    + s.overload() * over;
                 most += s.numa(i, s.pcpu[p].node);
                 price += x.price;
             }

@@ -123,6 +123,34 @@ fn four_busy_vcpus_on_one_thread_end_one_per_core_using_the_other_node() {
 }
 
 #[test]
+fn a_bound_domain_with_smt_stays_on_its_node_while_it_fits_and_leaves_only_when_over() {
+    // 2 sockets × 2 cores × 2 threads (node 0: pCPUs 0-3). One domain, memory on node
+    // 0, eight vCPUs of 0.45: two per thread (0.9), 1.8 per core. One of them on an
+    // idle core of node 1 would lower the load term by about 0.97; 0.45 away from its
+    // memory costs 2 × (1 + 0.7) × 0.45 = 1.53, so all stay (at a NUMA price of 2, as
+    // on a host without SMT, one left: 0.9 < 0.97).
+    let pcpus = shaped(2, 2, 2);
+    let bound = |v: usize| Item {
+        mem_nodes: 1,
+        ..wants(0.45, v % 4, 0)
+    };
+    let mut items: Vec<Item> = (0..8).map(bound).collect();
+    let r = plan_on(&pcpus, &items);
+    assert!(r.moves.is_empty(), "{:?}", r.moves);
+    // Two more: 4.5 wanted of node 0's 4 threads. What no pCPU can serve pays for
+    // going away from the memory, and node 0 ends within its capacity.
+    items.extend((0..2).map(bound));
+    let r = plan_on(&pcpus, &items);
+    let mut load = [0.0; 8];
+    for (i, it) in items.iter().enumerate() {
+        let to = r.moves.iter().find(|m| m.item == i).map(|m| m.to);
+        load[to.or(it.pinned).unwrap()] += 0.45;
+    }
+    assert!(load[4..].iter().sum::<f64>() > 0.0, "{:?}", r.moves);
+    assert!(load[..4].iter().all(|&l| l <= 1.0 + TIE), "{load:?}");
+}
+
+#[test]
 fn new_vcpus_spread_over_cores_before_sibling_threads() {
     let pcpus = shaped(1, 2, 2);
     let items: Vec<Item> = (0..2)
