@@ -23,7 +23,7 @@ pub(super) fn settle(items: &[Item], s: &mut Scratch) {
         .fold(0u64, |m, p| m | 1 << p.node);
     let mut first = 0;
     while first < items.len() {
-        let end = first + s.item[first].len.max(1);
+        let end = s.domain(first).end;
         let it = &items[first];
         let bound = it.mem_nodes & usable;
         let given = it.home & usable;

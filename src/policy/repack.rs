@@ -74,22 +74,28 @@ pub(super) fn from_scratch(s: &mut Scratch, toward: Toward) {
 /// Is some node's planned load over its allowed pCPUs while another node has room?
 pub(super) fn nodes_uneven(s: &mut Scratch) -> bool {
     let nodes = s.nodes.min(MAX_NODES);
-    if nodes < 2 {
-        return false;
-    }
-    let mut room = std::mem::take(&mut s.fill);
-    room.clear();
-    room.resize(nodes, 0.0);
+    let mut t = std::mem::take(&mut s.fill);
+    node_totals(s, nodes, &mut t);
+    let room = |n: usize| t[nodes + n] - t[n];
+    let uneven =
+        nodes > 1 && (0..nodes).any(|n| room(n) < -TIE) && (0..nodes).any(|n| room(n) > TIE);
+    s.fill = t;
+    uneven
+}
+
+/// Per node (the first `nodes`), the planned load on its allowed pCPUs, then how many
+/// there are: `t[n]` and `t[nodes + n]`.
+fn node_totals(s: &Scratch, nodes: usize, t: &mut Vec<f64>) {
+    t.clear();
+    t.resize(2 * nodes, 0.0);
     for w in s
         .pcpu
         .iter()
         .filter(|w| w.allowed && (w.node as usize) < nodes)
     {
-        room[w.node as usize] += 1.0 - w.load;
+        t[w.node as usize] += w.load;
+        t[nodes + w.node as usize] += 1.0;
     }
-    let uneven = room.iter().any(|&r| r < -TIE) && room.iter().any(|&r| r > TIE);
-    s.fill = room;
-    uneven
 }
 
 /// With every movable item taken off: each domain whose memory is not bound and whose
@@ -99,20 +105,11 @@ pub(super) fn nodes_uneven(s: &mut Scratch) -> bool {
 fn rehome(s: &mut Scratch) {
     let nodes = s.nodes.min(MAX_NODES);
     let (mut load, mut domains) = (std::mem::take(&mut s.fill), std::mem::take(&mut s.buf));
-    load.clear();
-    load.resize(2 * nodes, 0.0);
-    for w in s
-        .pcpu
-        .iter()
-        .filter(|w| w.allowed && (w.node as usize) < nodes)
-    {
-        load[w.node as usize] += w.load;
-        load[nodes + w.node as usize] += 1.0;
-    }
+    node_totals(s, nodes, &mut load);
     domains.clear();
     let mut first = 0;
     while first < s.item.len() {
-        let run = first..first + s.item[first].len.max(1);
+        let run = s.domain(first);
         first = run.end;
         let w = &s.item[run.start];
         let taken = s.item[run.clone()]
@@ -127,12 +124,8 @@ fn rehome(s: &mut Scratch) {
             load[n] += off.map(|x| x.demand).sum::<f64>();
         }
     }
-    let total = |s: &Scratch, d: usize| -> f64 {
-        s.item[d..d + s.item[d].len.max(1)]
-            .iter()
-            .map(|x| x.demand)
-            .sum()
-    };
+    let total =
+        |s: &Scratch, d: usize| -> f64 { s.item[s.domain(d)].iter().map(|x| x.demand).sum() };
     domains.sort_unstable_by(|&a, &b| total(s, b).total_cmp(&total(s, a)).then(a.cmp(&b)));
     for &d in &domains {
         let (x, own) = (total(s, d), s.item[d].home.trailing_zeros() as usize);
@@ -147,8 +140,8 @@ fn rehome(s: &mut Scratch) {
             });
         if let Some(n) = best {
             load[n] += x;
-            let len = s.item[d].len.max(1);
-            for w in &mut s.item[d..d + len] {
+            let run = s.domain(d);
+            for w in &mut s.item[run] {
                 w.home = 1 << n;
             }
         }

@@ -344,11 +344,10 @@ fn best_domain(s: &mut Scratch) -> Option<Change> {
     let mut best: Option<Change> = None;
     let mut first = 0;
     while first < s.item.len() {
-        let len = s.item[first].len.max(1);
-        let run = first..first + len;
-        first += len;
+        let run = s.domain(first);
+        first = run.end;
         let w = s.item[run.start];
-        if len < 2
+        if run.len() < 2
             || w.bound
             || !s.item[run.clone()]
                 .iter()
@@ -393,19 +392,18 @@ fn best_domain(s: &mut Scratch) -> Option<Change> {
 /// Move the domain whose first item is `first` to node `n`, as [`best_domain`] does,
 /// and say what it changes; unless `keep`, put everything back.
 fn try_domain(s: &mut Scratch, first: usize, n: u16, keep: bool) -> Change {
-    let len = s.item[first].len.max(1);
-    let (old_home, old_numa): (u64, f64) = (
-        s.item[first].home,
-        (first..first + len)
-            .map(|i| s.numa(i, s.pcpu[s.item[i].at.unwrap_or(0)].node))
-            .sum(),
-    );
-    for w in &mut s.item[first..first + len] {
+    let run = s.domain(first);
+    let numa = |s: &Scratch| -> f64 {
+        let node = |i: usize| s.pcpu[s.item[i].at.unwrap_or(0)].node;
+        run.clone().map(|i| s.numa(i, node(i))).sum()
+    };
+    let (old_home, old_numa) = (s.item[first].home, numa(s));
+    for w in &mut s.item[run.clone()] {
         w.home = 1 << n;
     }
     let mut order = std::mem::take(&mut s.order);
     order.clear();
-    order.extend(first..first + len);
+    order.extend(run.clone());
     order.sort_unstable_by(|&a, &b| {
         s.item[b]
             .demand
@@ -432,10 +430,7 @@ fn try_domain(s: &mut Scratch, first: usize, n: u16, keep: bool) -> Change {
             s.shift(i, q);
         }
     }
-    terms.numa = (first..first + len)
-        .map(|i| s.numa(i, s.pcpu[s.item[i].at.unwrap_or(0)].node))
-        .sum::<f64>()
-        - old_numa;
+    terms.numa = numa(s) - old_numa;
     if !keep {
         for (k, &i) in order.iter().enumerate() {
             match from[k] {
@@ -443,7 +438,7 @@ fn try_domain(s: &mut Scratch, first: usize, n: u16, keep: bool) -> Change {
                 None => s.take(i),
             }
         }
-        for w in &mut s.item[first..first + len] {
+        for w in &mut s.item[run] {
             w.home = old_home;
         }
     }

@@ -3,6 +3,8 @@
 //! load of its threads, per vCPU where it is planned and what moving it costs; and
 //! placements put aside while another is tried. What a placement costs is `cost.rs`.
 
+use std::ops::Range;
+
 use super::heap::Heap;
 use super::types::{Item, Params, Pcpu, Why};
 
@@ -91,10 +93,9 @@ pub struct Scratch {
     pub(super) saved: [Vec<(Option<usize>, u64)>; 2],
     /// A domain's placement before a trial move to another node.
     pub(super) trial: Vec<Option<usize>>,
-    /// Per-pCPU scratch (the noise of each pCPU's load; the threads of each core while
-    /// they are counted).
+    /// Per-pCPU or per-node scratch (the noise of each pCPU's load; each node's load
+    /// and pCPUs).
     pub(super) fill: Vec<f64>,
-    pub(super) tree: Vec<usize>,
     /// pCPUs by core: core `c`'s threads are `threads[thread_at[c]..thread_at[c + 1]]`.
     pub(super) threads: Vec<usize>,
     pub(super) thread_at: Vec<usize>,
@@ -148,16 +149,8 @@ impl Scratch {
             self.thread_at[c + 1] += self.thread_at[c];
         }
         self.threads.clear();
-        self.threads.resize(pcpus.len(), 0);
-        let mut next = std::mem::take(&mut self.tree);
-        next.clear();
-        next.extend_from_slice(&self.thread_at[..cores]);
-        for (p, w) in pcpus.iter().enumerate() {
-            let c = w.core as usize;
-            self.threads[next[c]] = p;
-            next[c] += 1;
-        }
-        self.tree = next;
+        self.threads.extend(0..pcpus.len());
+        self.threads.sort_unstable_by_key(|&p| (pcpus[p].core, p));
         self.nodes = pcpus.iter().map(|p| p.node as usize + 1).max().unwrap_or(1);
         // Every buffer at its largest size for this host, now: none may grow in a tick.
         let (n, m) = (items.len(), pcpus.len());
@@ -168,8 +161,6 @@ impl Scratch {
             v.reserve(n.saturating_sub(v.len()));
         }
         self.trial.reserve(n.saturating_sub(self.trial.len()));
-        self.tree
-            .reserve((4 * m.next_power_of_two()).saturating_sub(self.tree.len()));
         self.fill
             .reserve((m + cores).saturating_sub(self.fill.len()));
         self.dest
@@ -185,19 +176,18 @@ impl Scratch {
         );
         // The vCPUs of one domain come together: each item knows its domain's run.
         let mut first = 0;
-        for i in 0..items.len() {
-            if items[i].group != items[first].group {
-                let len = i - first;
-                for w in &mut self.item[first..i] {
-                    (w.first, w.len) = (first, len);
-                }
-                first = i;
+        for run in items.chunk_by(|a, b| a.group == b.group) {
+            for w in &mut self.item[first..first + run.len()] {
+                (w.first, w.len) = (first, run.len());
             }
+            first += run.len();
         }
-        let len = items.len() - first;
-        for w in &mut self.item[first..] {
-            (w.first, w.len) = (first, len);
-        }
+    }
+
+    /// The items of item `i`'s domain.
+    pub(super) fn domain(&self, i: usize) -> Range<usize> {
+        let w = &self.item[i];
+        w.first..w.first + w.len
     }
 
     /// The price of moving item `i` away from where it is pinned, from its history and
