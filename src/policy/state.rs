@@ -161,8 +161,8 @@ impl Scratch {
             v.reserve(n.saturating_sub(v.len()));
         }
         self.trial.reserve(n.saturating_sub(self.trial.len()));
-        self.fill
-            .reserve((m + cores).saturating_sub(self.fill.len()));
+        let fill = (m + cores).max(2 * self.nodes);
+        self.fill.reserve(fill.saturating_sub(self.fill.len()));
         self.dest
             .reserve(self.nodes.saturating_sub(self.dest.len()));
         self.item.clear();
