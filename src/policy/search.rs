@@ -355,38 +355,50 @@ fn best_domain(s: &mut Scratch) -> Option<Change> {
         {
             continue;
         }
+        // The lowest slope of each node it may go to; first tried for all at once.
+        let emin = |s: &Scratch, n: u16| {
+            let q = s.dest[n as usize][0];
+            (w.home != 1 << n && q != usize::MAX).then(|| s.slope(q))
+        };
+        let lowest = (0..s.nodes.min(64) as u16).filter_map(|n| emin(s, n));
+        if !may_pay(s, run.clone(), lowest.fold(f64::INFINITY, f64::min), None) {
+            continue;
+        }
         for n in 0..s.nodes.min(64) as u16 {
-            if w.home == 1 << n || s.dest[n as usize][0] == usize::MAX {
+            let Some(e) = emin(s, n) else {
                 continue;
+            };
+            if may_pay(s, run.clone(), e, Some(n)) {
+                let c = try_domain(s, run.start, n, false);
+                best = Change::better(best, c);
             }
-            let emin = s.slope(s.dest[n as usize][0]);
-            let (mut most, mut price) = (0.0, 0.0);
-            for i in run.clone() {
-                let x = &s.item[i];
-                let p = x.at.unwrap_or(0);
-                // The load term gains at most 2 d (e_p − e_min) − 2 c d², the curvature
-                // c 1 to another core (so to another node), 1 − s to a sibling thread;
-                // the overload term at most what its pCPU is over capacity, up to d.
-                let d = x.demand;
-                let c = if s.pcpu[p].node == n {
-                    1.0 - s.smt()
-                } else {
-                    1.0
-                };
-                let over = (s.pcpu[p].load - 1.0).max(0.0).min(d);
-                most += (2.0 * d * (s.slope(p) - emin) - 2.0 * c * d * d).max(0.0)
-                    + s.overload() * over;
-                most += s.numa(i, s.pcpu[p].node);
-                price += x.price;
-            }
-            if most <= price {
-                continue;
-            }
-            let c = try_domain(s, run.start, n, false);
-            best = Change::better(best, c);
         }
     }
     best
+}
+
+/// Whether moving the domain of items `run` to node `n` (to any node for `None`), whose
+/// lowest slope is `emin`, could gain more than its migrations cost.
+fn may_pay(s: &Scratch, run: std::ops::Range<usize>, emin: f64, n: Option<u16>) -> bool {
+    let (mut most, mut price) = (0.0, 0.0);
+    for i in run {
+        let x = &s.item[i];
+        let p = x.at.unwrap_or(0);
+        // The load term gains at most 2 d (e_p − e_min) − 2 c d², the curvature c 1 to
+        // another core (so to another node), 1 − s to a sibling thread; the overload
+        // term at most what its pCPU is over capacity, up to d.
+        let d = x.demand;
+        let c = if n.is_none_or(|n| s.pcpu[p].node == n) {
+            1.0 - s.smt()
+        } else {
+            1.0
+        };
+        let over = (s.pcpu[p].load - 1.0).max(0.0).min(d);
+        most += (2.0 * d * (s.slope(p) - emin) - 2.0 * c * d * d).max(0.0) + s.overload() * over;
+        most += s.numa(i, s.pcpu[p].node);
+        price += x.price;
+    }
+    most > price
 }
 
 /// Move the domain whose first item is `first` to node `n`, as [`best_domain`] does,
