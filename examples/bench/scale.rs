@@ -3,6 +3,16 @@
 //! measured, 30 ticks, from a start with every domain pinned to one of the first eighth
 //! of the pCPUs. Timed in CPU time of the thread (`CLOCK_THREAD_CPUTIME_ID`), so other
 //! work on the machine does not count; the wall time of the worst tick beside it.
+//!
+//! Counted in instructions, which do not depend on the machine's speed: one host
+//! (`BENCH_SCALE_HOST`, 1-3 in the table's order) for a number of ticks
+//! (`BENCH_SCALE_TICKS`) under callgrind, collecting only inside the tick; the
+//! difference of 130 and 30 ticks over 100 is one steady tick:
+//!
+//! ```text
+//! BENCH_ONLY=scale BENCH_SCALE_HOST=3 BENCH_SCALE_TICKS=130 valgrind --tool=callgrind \
+//!     --toggle-collect='*Scheduler*tick*' target/release/examples/bench
+//! ```
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -54,14 +64,22 @@ pub fn run(dir: &Path) -> Result<(), String> {
         }),
         ..huge.clone()
     };
-    for (label, sc) in [
+    let only: Option<usize> = env_number("BENCH_SCALE_HOST")?;
+    let hosts = [
         (
             "500 domains x 4 vCPUs on 64 pCPUs (large-500x4.scn)",
             &large,
         ),
         ("2,000 domains x 4 vCPUs on 256 pCPUs", &huge),
         ("the same on 4 nodes of 64 pCPUs", &numa),
-    ] {
+    ];
+    for (h, (label, sc)) in hosts.into_iter().enumerate() {
+        if only.is_some_and(|n| n != h + 1) {
+            continue;
+        }
+        let mut sc = sc.clone();
+        sc.ticks = env_number("BENCH_SCALE_TICKS")?.unwrap_or(sc.ticks);
+        let sc = &sc;
         let host = SimHost::from_scenario(sc).map_err(|e| e.to_string())?;
         let cfg = SchedConfig {
             params: crate::params(),
@@ -95,6 +113,17 @@ pub fn run(dir: &Path) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// A number from the environment variable `name`, if it is set.
+fn env_number<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}: not a number: {v:?}")),
+    }
 }
 
 /// CPU time this thread has used. The bench's one `unsafe`: std has no thread clock.
