@@ -69,6 +69,12 @@ Environment:
   LAB_MEM_PER_NODE=SIZE  memory of each node, default 2G (QEMU size syntax)
   LAB_TIMEOUT=SECONDS    the whole VM run, boot to power-off (default: service 900,
                       topology 900, shell none)
+  LAB_BOOT_TIMEOUT=SECONDS  how long the system may take to come up (default 240;
+                      about 40 s here): a boot that stalls past it (the guest kernel
+                      under TCG has hung in early boot, once in about 20 boots) is
+                      killed and booted once more from a fresh overlay, said in
+                      the output, its console kept as console-stalled.log; the
+                      suite itself never runs twice
   LAB_CACHE=DIR          where the image, the stamp and the results go (default
                       /var/cache/vcpu-scheduler-lab; never inside the repository)
   LAB_MIRROR, LAB_SECURITY_MIRROR  override the Debian mirrors read from apt's sources
@@ -347,12 +353,35 @@ take_lock() {
     fi
 }
 
+# Starts the VM in the background (QEMU_ARGS, console to the run dir), QEMU_PID its pid;
+# under timeout(1) as well, so QEMU ends even if this script is killed with SIGKILL.
+start_qemu() {
+    timeout --kill-after=10 $(($1 + 30)) "${QEMU_ARGS[@]}" -monitor none \
+        -serial "file:$RUN_DIR/console.log" -pidfile "$RUN_DIR/qemu.pid" </dev/null >"$RUN_DIR/qemu.log" 2>&1 &
+    QEMU_PID=$!
+}
+
+# Stops the VM: TERM, then KILL after 10 s; QEMU_PID cleared.
+stop_qemu() {
+    local i
+    [ -n "$QEMU_PID" ] || return 0
+    if kill -0 "$QEMU_PID" 2>/dev/null; then
+        say "stopping QEMU (pid $QEMU_PID)"
+        kill -TERM "$QEMU_PID" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$QEMU_PID" 2>/dev/null || true
+    fi
+    # Killed, it exits non-zero: expected here, and not an error under errexit.
+    wait "$QEMU_PID" 2>/dev/null || true
+    QEMU_PID=
+}
+
 RUN_DIR='' QEMU_PID='' KEEP_DIR='' RUN_SUITE='' CLOSED=''
 # shellcheck disable=SC2317  # run by the EXIT trap
 # Every exit path: QEMU killed (TERM, then KILL), results kept, the overlay and share
 # removed; a run stopped before its closing line still ends with one, counting a failure.
 cleanup_run() {
-    local rc=$? i
+    local rc=$?
     trap - EXIT INT TERM HUP
     set +e   # every step runs: a failing kill or wait must not end the cleanup (errexit)
     if [ -n "$RUN_SUITE" ] && [ -z "$CLOSED" ]; then
@@ -365,13 +394,7 @@ cleanup_run() {
         echo "lab-$RUN_SUITE: $p passed, $((f + 1)) failed"
         [ "$rc" -ne 0 ] || rc=1
     fi
-    if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
-        say "stopping QEMU (pid $QEMU_PID)"
-        kill -TERM "$QEMU_PID" 2>/dev/null
-        for ((i = 0; i < 50; i++)); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$QEMU_PID" 2>/dev/null
-        wait "$QEMU_PID" 2>/dev/null
-    fi
+    stop_qemu
     # QEMU itself, should timeout(1) have gone without it.
     local qpid
     qpid=$(cat "$RUN_DIR/qemu.pid" 2>/dev/null || true)
@@ -382,6 +405,7 @@ cleanup_run() {
         if [ -n "$KEEP_DIR" ]; then
             mkdir -p "$KEEP_DIR"
             cp -a "$RUN_DIR/console.log" "$RUN_DIR/qemu.log" "$KEEP_DIR/" 2>/dev/null
+            cp -a "$RUN_DIR/console-stalled.log" "$KEEP_DIR/" 2>/dev/null
             cp -a "$RUN_DIR/share/results/." "$KEEP_DIR/" 2>/dev/null
         fi
         rm -rf "$RUN_DIR"
@@ -414,8 +438,9 @@ cmd_run() {
     RUN_SUITE=$suite
     parse_topology
     need_root
-    local t_start=$SECONDS timeout_s=${LAB_TIMEOUT:-900}
+    local t_start=$SECONDS timeout_s=${LAB_TIMEOUT:-900} boot_s=${LAB_BOOT_TIMEOUT:-240}
     [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || usage_error "LAB_TIMEOUT=$timeout_s: expected seconds"
+    [[ $boot_s =~ ^[1-9][0-9]*$ ]] || usage_error "LAB_BOOT_TIMEOUT=$boot_s: expected seconds"
     cmd_build
     trap cleanup_run EXIT
     command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
@@ -429,16 +454,27 @@ cmd_run() {
     prepare_share "$RUN_DIR/share" "$suite"
     qemu_args "$RUN_DIR/overlay.qcow2" "$RUN_DIR/share" "lab.run=1"
     take_lock
-    local t_boot=$SECONDS
+    local t_boot=$SECONDS attempt=1
     say "booting the lab host: $TOPOLOGY ($NCPUS CPUs, $NODES x $MEM_PER_NODE), suite $suite, timeout ${timeout_s} s"
-    # Under timeout(1) as well, so QEMU ends even if this script is killed with SIGKILL.
-    timeout --kill-after=10 $((timeout_s + 30)) "${QEMU_ARGS[@]}" -monitor none \
-        -serial "file:$RUN_DIR/console.log" -pidfile "$RUN_DIR/qemu.pid" </dev/null >"$RUN_DIR/qemu.log" 2>&1 &
-    QEMU_PID=$!
+    start_qemu "$timeout_s"
     local res=$RUN_DIR/share/results shown=0 ready_said='' deadline=$((SECONDS + timeout_s)) timed_out=''
     local out=$res/output.txt n
     while kill -0 "$QEMU_PID" 2>/dev/null; do
         if [ $SECONDS -ge $deadline ]; then timed_out=yes; break; fi
+        if [ -z "$ready_said" ] && [ ! -s "$res/ready" ] && [ $((SECONDS - t_boot)) -ge "$boot_s" ] &&
+            [ "$attempt" -eq 1 ]; then
+            # The suite has not started (it starts only once the system is up): booting
+            # again runs nothing twice.
+            say "boot stalled: the system was not up ${boot_s} s after QEMU started; the console's last line: $(tail -n 1 "$RUN_DIR/console.log" 2>/dev/null | tr -d '\r')"
+            stop_qemu
+            mv "$RUN_DIR/console.log" "$RUN_DIR/console-stalled.log"
+            qemu-img create -q -f qcow2 -F raw -b "$CACHE/lab.img" "$RUN_DIR/overlay.qcow2" \
+                || die "qemu-img create failed"
+            attempt=2 t_boot=$SECONDS deadline=$((SECONDS + timeout_s))
+            say "booting the lab host again (attempt 2 of 2), timeout ${timeout_s} s"
+            start_qemu "$timeout_s"
+            continue
+        fi
         if [ -z "$ready_said" ] && [ -s "$res/ready" ]; then
             ready_said=yes
             say "system $(cut -d' ' -f1 "$res/ready") $((SECONDS - t_boot)) s after QEMU started ($(cut -d' ' -f2 "$res/ready") s of uptime inside)"
