@@ -71,7 +71,7 @@ Environment:
                       topology 900, shell none)
   LAB_BOOT_TIMEOUT=SECONDS  how long the system may take to come up (default 240;
                       about 40 s here): a boot that stalls past it (the guest kernel
-                      under TCG has hung in early boot, once in about 20 boots) is
+                      under TCG hung in early boot once in some 30 boots so far) is
                       killed and booted once more from a fresh overlay, said in
                       the output, its console kept as console-stalled.log; the
                       suite itself never runs twice
@@ -361,19 +361,28 @@ start_qemu() {
     QEMU_PID=$!
 }
 
-# Stops the VM: TERM, then KILL after 10 s; QEMU_PID cleared.
+# Stops the VM: TERM, then KILL after 10 s, and QEMU itself by its pidfile if it outlived
+# timeout(1); QEMU_PID cleared.
 stop_qemu() {
     local i
-    [ -n "$QEMU_PID" ] || return 0
-    if kill -0 "$QEMU_PID" 2>/dev/null; then
-        say "stopping QEMU (pid $QEMU_PID)"
-        kill -TERM "$QEMU_PID" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$QEMU_PID" 2>/dev/null || true
+    if [ -n "$QEMU_PID" ]; then
+        if kill -0 "$QEMU_PID" 2>/dev/null; then
+            say "stopping QEMU (pid $QEMU_PID)"
+            kill -TERM "$QEMU_PID" 2>/dev/null || true
+            for ((i = 0; i < 50; i++)); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 0.2; done
+            kill -KILL "$QEMU_PID" 2>/dev/null || true
+        fi
+        # Killed, it exits non-zero: expected here, and not an error under errexit.
+        wait "$QEMU_PID" 2>/dev/null || true
+        QEMU_PID=
     fi
-    # Killed, it exits non-zero: expected here, and not an error under errexit.
-    wait "$QEMU_PID" 2>/dev/null || true
-    QEMU_PID=
+    # QEMU itself, should timeout(1) have gone without it.
+    local qpid
+    qpid=$(cat "$RUN_DIR/qemu.pid" 2>/dev/null || true)
+    if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null && grep -q qemu "/proc/$qpid/comm" 2>/dev/null; then
+        kill -KILL "$qpid" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.2; done
+    fi
 }
 
 RUN_DIR='' QEMU_PID='' KEEP_DIR='' RUN_SUITE='' CLOSED=''
@@ -395,12 +404,6 @@ cleanup_run() {
         [ "$rc" -ne 0 ] || rc=1
     fi
     stop_qemu
-    # QEMU itself, should timeout(1) have gone without it.
-    local qpid
-    qpid=$(cat "$RUN_DIR/qemu.pid" 2>/dev/null || true)
-    if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null && grep -q qemu "/proc/$qpid/comm" 2>/dev/null; then
-        kill -KILL "$qpid" 2>/dev/null
-    fi
     if [ -n "$RUN_DIR" ] && [ -d "$RUN_DIR" ]; then
         if [ -n "$KEEP_DIR" ]; then
             mkdir -p "$KEEP_DIR"
