@@ -410,7 +410,7 @@ fn log_lines_on_a_socket_survive_an_ended_open() {
     assert!(status.success(), "exit {status}\n{output}");
     assert_eq!(lines_with(&output, "did not answer"), 1, "{output}");
     assert!(
-        output.contains("cannot reconnect to qemu:///system: no answer within 15 s"),
+        output.contains("cannot reconnect to qemu:///system: no answer within 14 s"),
         "the ended reconnect attempt's line is missing\n{output}"
     );
     assert!(

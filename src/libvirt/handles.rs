@@ -40,7 +40,7 @@ pub fn rpc_calls() -> u64 {
 
 /// Count one round trip to the hypervisor; called right before each such FFI call.
 /// The guard it returns marks the thread as waiting for libvirtd until it drops (see
-/// `silence.rs`: a libvirtd silent for 15 s meanwhile gets the connection closed).
+/// `silence.rs`: a libvirtd silent for 14 s meanwhile gets the connection closed).
 pub(super) fn count_rpc() -> silence::Waiting {
     RPC_CALLS.with(|c| c.set(c.get().wrapping_add(1)));
     silence::waiting()

@@ -4,9 +4,9 @@
 //! - the tick timer (every INTERVAL): one [`Scheduler::tick`], its report, a `STATUS=`;
 //! - a domain lifecycle event: a domain that starts is taken into management at once
 //!   (a tick now, whatever INTERVAL is), one that stops is forgotten at once;
-//! - the connection closing (libvirtd gone, or silent for 15 s: the keepalive while the
-//!   thread idles, `libvirt::silence` while it waits in a call): reconnect, waiting 1,
-//!   2, 4 … 30 s between attempts, for as long as it takes;
+//! - the connection closing (libvirtd gone, or silent: noticed within 15 s, by the
+//!   keepalive while the thread idles, `libvirt::silence` while it waits in a call):
+//!   reconnect, waiting 1, 2, 4 … 30 s between attempts, for as long as it takes;
 //! - SIGINT/SIGTERM (a byte on the signal pipe): stop, within a fraction of a second;
 //! - the watchdog timer, when systemd asks for one: `WATCHDOG=1`.
 //!
@@ -62,7 +62,7 @@ pub(crate) fn runtime(what: &str) -> impl Fn(crate::libvirt::Error) -> Error + '
 /// default event loop, and the signal pipe watched in it (keep the returned watch).
 pub(crate) fn event_loop() -> Result<Option<Watch>, Error> {
     // libvirt's keepalive cannot end a call this one thread is blocked in (see
-    // src/libvirt/silence.rs): a timer does, 15 s after libvirtd last said anything.
+    // src/libvirt/silence.rs): a timer does, 14 s after libvirtd last said anything.
     if let Err(e) = silence::enable() {
         crate::warn!("cannot watch for a silent libvirtd ({e}); a hung one will not be noticed");
     }
