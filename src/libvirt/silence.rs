@@ -1,6 +1,7 @@
 //! A libvirtd that stops answering while the one thread waits in a call: noticed within
-//! 15 s (after [`LIMIT`], 14 s, of silence), and the call ended by closing the connection's socket under
-//! libvirt, so the call fails as if libvirtd had closed it and the daemon reconnects.
+//! 15 s (after [`LIMIT`], 14 s, of silence), and the call ended by closing the
+//! connection's socket under libvirt, so the call fails as if libvirtd had closed it and
+//! the daemon reconnects.
 //!
 //! # Why libvirt's keepalive does not do it (libvirt 9.0.0, Debian 12)
 //!
