@@ -1,5 +1,6 @@
 //! Tests of the sampler: usage, demand and smoothing from raw counters, and matching each
-//! vCPU to its own past however the host lists them.
+//! vCPU to its own past however the host lists them. Compiled only under #[cfg(test)],
+//! from `sample.rs`, like the other `tests.rs` files.
 
 use super::*;
 
