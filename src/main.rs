@@ -72,7 +72,9 @@ impl From<SimError> for Failure {
     }
 }
 
-fn main() -> ExitCode {
+/// The entry point, also of `vcpu_scheduler`, the course's name for this program
+/// (`src/bin/vcpu_scheduler.rs`).
+pub(crate) fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

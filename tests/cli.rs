@@ -75,6 +75,36 @@ fn once_against_the_test_driver_prints_its_decision_and_exits_0() {
     );
 }
 
+/// The course's name for the program (`./vcpu_scheduler 2`) runs the same program: the
+/// same help, and the same tick against the test driver.
+#[test]
+fn the_course_name_runs_the_same_program() {
+    let course = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vcpu_scheduler"))
+            .env_remove("LIBVIRT_DEFAULT_URI")
+            .args(args)
+            .output()
+            .expect("vcpu_scheduler runs")
+    };
+    let (ours, theirs) = (run(&["--help"]), course(&["--help"]));
+    assert_eq!(theirs.status.code(), Some(0), "{}", stderr(&theirs));
+    assert_eq!(ours.stdout, theirs.stdout);
+    let args = ["--connect", "test:///default", "--once", "0.2"];
+    let (ours, theirs) = (run(&args), course(&args));
+    assert_eq!(theirs.status.code(), Some(0), "{}", stderr(&theirs));
+    // The moves of the first tick (its σ depends on when the fake counters were read).
+    let moves = |o: &Output| {
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let line = out.lines().find(|l| l.starts_with("tick 1 ")).unwrap_or("");
+        let moved = line.split_once(" moved ").map(|(_, m)| m.to_owned());
+        moved.unwrap_or_else(|| panic!("no moves in the first tick: {out:?}"))
+    };
+    assert_eq!(moves(&ours), moves(&theirs));
+    let bad = course(&["--", "abc"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert_eq!(stderr(&bad).lines().count(), 1, "{}", stderr(&bad));
+}
+
 #[test]
 fn once_on_the_fixture_takes_the_unpinned_vcpu_into_management() {
     let uri = fixture_uri();
